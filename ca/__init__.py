@@ -1,0 +1,1 @@
+"""The certificate authority: hierarchy, profiles, issuance, revocation, storage."""

@@ -1,0 +1,730 @@
+"""The certificate authority service: hierarchy, issuance, renewal, revocation, officials' keys."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ca import audit, store
+from ca.errors import (
+    AlreadyExists,
+    CAError,
+    InvalidRequest,
+    KeyLocked,
+    NotFound,
+    PinIncorrect,
+    StateConflict,
+)
+from ca.issuance import (
+    ApprovedRequest,
+    Issuer,
+    PublicationUrls,
+    build_certificate,
+    check_request,
+    lint_or_refuse,
+    load_csr,
+    new_serial,
+    normalize_serial,
+    serial_hex,
+    signature_hash,
+    spki_sha256,
+    utcnow,
+    validity_window,
+)
+from ca.keyseal import KdfParams, WrongPin, check_pin_policy, seal, unseal
+from ca.models import (
+    CARecord,
+    CertificateRecord,
+    CertRequestRecord,
+    OfficialKeyRecord,
+    OfficialRecord,
+)
+from ca.profiles import ProfileRegistry, format_subject, key_spec_of
+
+# RFC 5280 5.3.1 reason codes by the names people type (removeFromCRL is not a reason to revoke).
+REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keycompromise": x509.ReasonFlags.key_compromise,
+    "cacompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationchanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationofoperation": x509.ReasonFlags.cessation_of_operation,
+    "certificatehold": x509.ReasonFlags.certificate_hold,
+    "privilegewithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aacompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+def parse_reason(text: str) -> x509.ReasonFlags:
+    key = text.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    if key not in REASONS:
+        raise InvalidRequest(
+            f"unknown revocation reason {text!r}; use one of: "
+            + ", ".join(r.value for r in REASONS.values())
+        )
+    return REASONS[key]
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    serial: str
+    ca_name: str
+    profile: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    certificate: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class NewOfficial:
+    official_id: int
+    certificate: IssuedCertificate
+
+
+class Authority:
+    """One object per process: holds the profile registry, the issuer cache and the wiring."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        token: Callable[[], Any],
+        *,
+        urls: PublicationUrls,
+        publish_dir: Path,
+        profiles: ProfileRegistry | None = None,
+        lint: bool = True,
+        backdate: timedelta = timedelta(minutes=2),
+        clock: Callable[[], datetime] = utcnow,
+        official_key_spec: str = "ec-p256",
+        official_validity_days: int = 730,
+        wrapping_key_label: str = "kyso-official-wrap",
+        trusted_wrapping_key: bool = False,
+        pin_max_attempts: int = 5,
+        kdf: KdfParams | None = None,
+    ) -> None:
+        if backdate > timedelta(minutes=10) or backdate < timedelta(0):
+            raise ValueError("backdate must be between 0 and 10 minutes")
+        self.sessions = sessions
+        self._token_provider = token
+        self.urls = urls
+        self.publish_dir = publish_dir
+        self.profiles = profiles or ProfileRegistry()
+        self.lint = lint
+        self.backdate = backdate
+        self.clock = clock
+        self.official_key_spec = official_key_spec
+        self.official_validity_days = official_validity_days
+        self.wrapping_key_label = wrapping_key_label
+        self.trusted_wrapping_key = trusted_wrapping_key
+        self.pin_max_attempts = pin_max_attempts
+        self.kdf = kdf or KdfParams()
+        self._issuers: dict[str, Issuer] = {}
+        self._issuers_lock = threading.Lock()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def token(self) -> Any:
+        return self._token_provider()
+
+    def issuer(self, ca_name: str) -> Issuer:
+        """The CA's certificate and HSM key, looked up once per process."""
+        with self._issuers_lock:
+            cached = self._issuers.get(ca_name)
+        if cached is not None:
+            return cached
+        with self.sessions() as s:
+            record = store.get_ca(s, ca_name)
+            if record.status != "active":
+                raise StateConflict(f"CA {ca_name} is {record.status} and cannot issue")
+            parent = store.get_ca_by_id(s, record.parent_id).name if record.parent_id else None
+            found = Issuer(
+                name=record.name,
+                record_id=record.id,
+                certificate=x509.load_der_x509_certificate(record.cert_der),
+                key=self.token.find_key(label=record.key_label),
+                key_spec=record.key_spec,
+                parent_name=parent,
+            )
+        with self._issuers_lock:
+            self._issuers[ca_name] = found
+        return found
+
+    # -- hierarchy ------------------------------------------------------------------------
+
+    def create_root(
+        self,
+        name: str,
+        subject: str,
+        *,
+        key_spec: str = "ec-p384",
+        validity_days: int | None = None,
+        actor: str = "operator",
+    ) -> CARecord:
+        return self._create_ca(name, subject, None, key_spec, validity_days, None, actor)
+
+    def create_issuing(
+        self,
+        name: str,
+        subject: str,
+        *,
+        parent: str,
+        key_spec: str = "ec-p256",
+        validity_days: int | None = None,
+        path_length: int | None = None,
+        actor: str = "operator",
+    ) -> CARecord:
+        return self._create_ca(name, subject, parent, key_spec, validity_days, path_length, actor)
+
+    def _create_ca(
+        self,
+        name: str,
+        subject_text: str,
+        parent: str | None,
+        key_spec: str,
+        validity_days: int | None,
+        path_length: int | None,
+        actor: str,
+    ) -> CARecord:
+        from hsm import KeySpec
+
+        if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 64:
+            raise InvalidRequest("a CA name uses letters, digits, '-' and '_' (at most 64)")
+        profile = self.profiles.get("issuing-ca" if parent else "root-ca")
+        subject = profile.build_subject(subject_text)
+        if key_spec not in profile.allowed_keys:
+            raise InvalidRequest(
+                f"profile {profile.name} does not accept a {key_spec} key; "
+                f"accepted: {', '.join(profile.allowed_keys)}"
+            )
+        with self.sessions() as s:
+            if store.find_ca(s, name) is not None:
+                raise AlreadyExists(f"a CA named {name!r} already exists")
+        issuer = self.issuer(parent) if parent else None
+        label = f"ca-{name}"
+        key = self.token.generate_key_pair(KeySpec.parse(key_spec), label)
+        request = ApprovedRequest(
+            profile=profile,
+            subject=subject,
+            public_key=key.public_key(),
+            validity_days=validity_days,
+            kind="ca",
+            path_length=path_length,
+        )
+        now = self.clock()
+        not_before, not_after = validity_window(
+            profile, validity_days, now, self.backdate, issuer
+        )
+        builder = build_certificate(
+            request, serial=new_serial(), not_before=not_before, not_after=not_after,
+            issuer=issuer, urls=self.urls,
+        )
+        if self.lint:
+            lint_or_refuse(builder, issuer.key_spec if issuer else key_spec,
+                           issuer.key if issuer else key)
+        cert = builder.sign(issuer.key if issuer else key, signature_hash(
+            issuer.key if issuer else key))
+        with self.sessions.begin() as s:
+            record = CARecord(
+                name=name,
+                parent_id=issuer.record_id if issuer else None,
+                kind="issuing" if parent else "root",
+                key_label=label,
+                key_spec=key_spec,
+                subject=format_subject(subject),
+                serial=serial_hex(cert.serial_number),
+                cert_der=cert.public_bytes(serialization.Encoding.DER),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                status="active",
+                created_at=now,
+            )
+            s.add(record)
+            audit.record(s, actor=actor, action="ca.create", obj=f"ca:{name}",
+                         details={"serial": record.serial, "parent": parent,
+                                  "key_spec": key_spec, "subject": record.subject},
+                         clock=self.clock)
+        self.publish_ca(record)
+        return record
+
+    def publish_ca(self, record: CARecord) -> Path:
+        """Write the CA certificate as DER (.crt) and PEM (.pem) under publish_dir/ca/."""
+        out = self.publish_dir / "ca"
+        out.mkdir(parents=True, exist_ok=True)
+        cert = x509.load_der_x509_certificate(record.cert_der)
+        (out / f"{record.name}.crt").write_bytes(record.cert_der)
+        (out / f"{record.name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return out / f"{record.name}.crt"
+
+    def chain(self, ca_name: str) -> list[x509.Certificate]:
+        """The CA's certificate followed by its parents up to the root (leaf-most first)."""
+        certs: list[x509.Certificate] = []
+        with self.sessions() as s:
+            record: CARecord | None = store.get_ca(s, ca_name)
+            while record is not None:
+                certs.append(x509.load_der_x509_certificate(record.cert_der))
+                record = store.get_ca_by_id(s, record.parent_id) if record.parent_id else None
+        return certs
+
+    # -- issuance -------------------------------------------------------------------------
+
+    def request_from_csr(
+        self,
+        profile_name: str,
+        csr_data: bytes,
+        subject: str,
+        *,
+        emails: tuple[str, ...] = (),
+        dns_names: tuple[str, ...] = (),
+        validity_days: int | None = None,
+        actor: str = "operator",
+    ) -> ApprovedRequest:
+        """Vet a CSR: its signature must verify; its subject and extensions are NOT used."""
+        profile = self.profiles.get(profile_name)
+        csr = load_csr(csr_data)
+        public_key = csr.public_key()
+        profile.check_public_key(public_key)
+        return ApprovedRequest(
+            profile=profile,
+            subject=profile.build_subject(subject),
+            public_key=public_key,  # type: ignore[arg-type]
+            emails=emails,
+            dns_names=dns_names,
+            validity_days=validity_days,
+            kind="csr",
+            csr_der=csr.public_bytes(serialization.Encoding.DER),
+            requested_by=actor,
+            approved_by=actor,
+        )
+
+    def issue(self, ca_name: str, request: ApprovedRequest, *, actor: str = "operator") -> (
+        IssuedCertificate
+    ):
+        """Boulder's two steps: lint and store the reservation, then sign once with the HSM."""
+        key_spec = check_request(request)
+        issuer = self.issuer(ca_name)
+        if request.profile.is_ca:
+            raise InvalidRequest("CA certificates are made in a key ceremony, not by `issue`")
+        now = self.clock()
+        not_before, not_after = validity_window(
+            request.profile, request.validity_days, now, self.backdate, issuer
+        )
+        subject_text = format_subject(request.subject)
+        org = request.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+        pub_der = request.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for _attempt in range(5):
+            serial = new_serial()
+            builder = build_certificate(
+                request, serial=serial, not_before=not_before, not_after=not_after,
+                issuer=issuer, urls=self.urls,
+            )
+            try:
+                lint_der = lint_or_refuse(builder, issuer.key_spec, issuer.key) if self.lint \
+                    else None
+            except CAError as exc:
+                self._audit_failure(actor, "certificate.issue", f"ca:{ca_name}", exc)
+                raise
+            try:
+                with self.sessions.begin() as s:
+                    req = CertRequestRecord(
+                        kind=request.kind, ca_id=issuer.record_id, profile=request.profile.name,
+                        subject=subject_text, csr_der=request.csr_der, public_key_der=pub_der,
+                        requested_by=request.requested_by, approved_by=request.approved_by,
+                        status="approved", created_at=now,
+                    )
+                    s.add(req)
+                    s.flush()
+                    record = CertificateRecord(
+                        serial=serial_hex(serial), ca_id=issuer.record_id, request_id=req.id,
+                        official_id=request.official_id,
+                        official_key_id=request.official_key_id,
+                        predecessor_id=request.predecessor_id, profile=request.profile.name,
+                        subject=subject_text, organization=str(org[0].value) if org else None,
+                        key_spec=key_spec, spki_sha256=spki_sha256(request.public_key),
+                        status="pending", not_before=not_before, not_after=not_after,
+                        lint_der=lint_der, created_at=now,
+                    )
+                    s.add(record)
+                    s.flush()
+                break
+            except IntegrityError:
+                # Only a serial collision can violate a constraint here; draw another.
+                with self.sessions() as s:
+                    if not store.serial_exists(s, serial_hex(serial)):
+                        raise
+        else:  # pragma: no cover - 2^-127 odds, five times in a row
+            raise CAError("could not reserve a unique serial")
+        try:
+            cert = builder.sign(issuer.key, signature_hash(issuer.key))
+        except Exception as exc:
+            with self.sessions.begin() as s:
+                rec = store.get_certificate(s, serial_hex(serial))
+                rec.status = "failed"
+                audit.record(s, actor=actor, action="certificate.issue",
+                             obj=f"cert:{rec.serial}", outcome="failure",
+                             details={"error": type(exc).__name__}, clock=self.clock)
+            raise
+        with self.sessions.begin() as s:
+            rec = store.get_certificate(s, serial_hex(serial))
+            rec.cert_der = cert.public_bytes(serialization.Encoding.DER)
+            rec.status = "valid"
+            rec.issued_at = self.clock()
+            req_rec = s.get(CertRequestRecord, rec.request_id)
+            if req_rec is not None:
+                req_rec.status = "issued"
+            audit.record(s, actor=actor, action="certificate.issue", obj=f"cert:{rec.serial}",
+                         details={"ca": ca_name, "profile": request.profile.name,
+                                  "subject": subject_text, "kind": request.kind,
+                                  "predecessor_id": request.predecessor_id},
+                         clock=self.clock)
+        return IssuedCertificate(
+            serial=serial_hex(serial), ca_name=ca_name, profile=request.profile.name,
+            subject=subject_text, not_before=not_before, not_after=not_after, certificate=cert,
+        )
+
+    def _audit_failure(self, actor: str, action: str, obj: str, exc: CAError) -> None:
+        with self.sessions.begin() as s:
+            audit.record(s, actor=actor, action=action, obj=obj, outcome="failure",
+                         details={"code": exc.code, "message": exc.message[:500]},
+                         clock=self.clock)
+
+    # -- officials ------------------------------------------------------------------------
+
+    def add_official(
+        self,
+        *,
+        name: str,
+        organization: str,
+        email: str,
+        pin: str,
+        ca_name: str,
+        unit: str | None = None,
+        locality: str | None = None,
+        province: str | None = None,
+        title: str | None = None,
+        key_spec: str | None = None,
+        validity_days: int | None = None,
+        actor: str = "operator",
+    ) -> NewOfficial:
+        """HSM key (kept only wrapped, sealed under the official's PIN) + signing certificate."""
+        from hsm import KeySpec
+
+        check_pin_policy(pin)
+        profile = self.profiles.get("official-signing")
+        parts = [("CN", name), ("T", title), ("O", organization), ("OU", unit),
+                 ("L", locality), ("ST", province), ("C", "VN")]
+        subject = profile.build_subject(
+            x509.Name([x509.NameAttribute(_OID[k], v) for k, v in parts if v is not None])
+        )
+        spec = key_spec or self.official_key_spec
+        if spec not in profile.allowed_keys:
+            raise InvalidRequest(f"key spec {spec} is not allowed for officials")
+        # Validate the whole request before the HSM is touched.
+        probe = ApprovedRequest(profile=profile, subject=subject, public_key=_probe_key(spec),
+                                emails=(email,), validity_days=validity_days)
+        check_request(probe)
+        self.issuer(ca_name)
+        validity_window(profile, validity_days or self.official_validity_days, self.clock(),
+                        self.backdate, None)
+        token = self.token
+        token.ensure_wrapping_key(self.wrapping_key_label, trusted=self.trusted_wrapping_key)
+        blob, public_key = token.generate_wrapped_key_pair(
+            KeySpec.parse(spec), self.wrapping_key_label
+        )
+        now = self.clock()
+        with self.sessions.begin() as s:
+            official = OfficialRecord(
+                name=name, title=title, organization=organization, unit=unit,
+                locality=locality, email=email, failed_pin_attempts=0, locked=False,
+                created_at=now,
+            )
+            s.add(official)
+            s.flush()
+            key_rec = self._new_key_record(s, official.id, spec, public_key, blob, pin, now)
+            audit.record(s, actor=actor, action="official.create", obj=f"official:{official.id}",
+                         details={"name": name, "organization": organization,
+                                  "key_spec": spec}, clock=self.clock)
+            official_id, key_id = official.id, key_rec.id
+        request = replace(
+            probe, public_key=public_key, kind="server-key", official_id=official_id,
+            official_key_id=key_id, requested_by=actor, approved_by=actor,
+            validity_days=validity_days or self.official_validity_days,
+        )
+        issued = self.issue(ca_name, request, actor=actor)
+        return NewOfficial(official_id=official_id, certificate=issued)
+
+    def _new_key_record(
+        self, s: Session, official_id: int, spec: str, public_key: CertificatePublicKeyTypes,
+        blob: bytes, pin: str, now: datetime,
+    ) -> OfficialKeyRecord:
+        key_rec = OfficialKeyRecord(
+            official_id=official_id, key_spec=spec,
+            public_key_der=public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            sealed_key=b"", kdf_salt=b"", kdf_params=self.kdf.encode(), status="active",
+            created_at=now,
+        )
+        s.add(key_rec)
+        s.flush()
+        salt, sealed = seal(pin, blob, _seal_aad(official_id, key_rec.id), self.kdf)
+        key_rec.sealed_key, key_rec.kdf_salt = sealed, salt
+        return key_rec
+
+    def _open_official_key(self, official_id: int, pin: str, actor: str) -> (
+        tuple[OfficialKeyRecord, bytes]
+    ):
+        """Check the PIN against the sealed key; count failures and lock after the limit."""
+        failure: CAError | None = None
+        with self.sessions.begin() as s:
+            official = store.get_official(s, official_id, for_update=True)
+            if official.locked:
+                failure = KeyLocked(
+                    f"official {official_id}'s signing key is locked after "
+                    f"{self.pin_max_attempts} wrong PINs; an operator must unlock it"
+                )
+            else:
+                key_rec = store.active_official_key(s, official_id)
+                try:
+                    blob = unseal(pin, key_rec.kdf_salt, key_rec.sealed_key,
+                                  _seal_aad(official_id, key_rec.id),
+                                  KdfParams.decode(key_rec.kdf_params))
+                except WrongPin:
+                    official.failed_pin_attempts += 1
+                    left = self.pin_max_attempts - official.failed_pin_attempts
+                    if left <= 0:
+                        official.locked = True
+                        failure = KeyLocked(
+                            f"wrong signing PIN; official {official_id}'s key is now locked "
+                            f"after {self.pin_max_attempts} wrong PINs"
+                        )
+                        audit.record(s, actor=actor, action="official.key.lock",
+                                     obj=f"official:{official_id}", clock=self.clock)
+                    else:
+                        failure = PinIncorrect(
+                            f"wrong signing PIN for official {official_id}; {left} "
+                            f"attempt(s) left before the key locks"
+                        )
+                audit.record(s, actor=actor, action="official.key.open",
+                             obj=f"official:{official_id}",
+                             outcome="failure" if failure else "success", clock=self.clock)
+                if failure is None:
+                    official.failed_pin_attempts = 0
+                    return key_rec, blob
+        assert failure is not None
+        raise failure
+
+    @contextlib.contextmanager
+    def official_signing_key(self, official_id: int, pin: str, *, actor: str = "official") -> (
+        Iterator[Any]
+    ):
+        """The official's private key, unwrapped in the HSM for this operation only."""
+        from hsm import KeySpec
+
+        key_rec, blob = self._open_official_key(official_id, pin, actor)
+        public_key = serialization.load_der_public_key(key_rec.public_key_der)
+        with self.token.unwrapped_key(blob, KeySpec.parse(key_rec.key_spec),
+                                      self.wrapping_key_label, public_key=public_key) as key:
+            yield key
+
+    def unlock_official(self, official_id: int, *, actor: str = "operator") -> None:
+        with self.sessions.begin() as s:
+            official = store.get_official(s, official_id, for_update=True)
+            if not official.locked:
+                raise StateConflict(f"official {official_id}'s key is not locked")
+            official.locked = False
+            official.failed_pin_attempts = 0
+            audit.record(s, actor=actor, action="official.key.unlock",
+                         obj=f"official:{official_id}", clock=self.clock)
+
+    # -- renewal and revocation -----------------------------------------------------------
+
+    def renew(
+        self,
+        serial: str,
+        *,
+        rekey: bool = False,
+        csr: bytes | None = None,
+        pin: str | None = None,
+        validity_days: int | None = None,
+        actor: str = "operator",
+    ) -> IssuedCertificate:
+        """A new certificate with the same content and a fresh validity, linked to the old one."""
+        serial = normalize_serial(serial)
+        with self.sessions() as s:
+            old = store.get_certificate(s, serial)
+            if old.status not in ("valid", "hold") or old.cert_der is None:
+                raise StateConflict(f"certificate {serial} is {old.status} and cannot be renewed")
+            ca_name = store.get_ca_by_id(s, old.ca_id).name
+            official_id, official_key_id = old.official_id, old.official_key_id
+            old_id = old.id
+        old_cert = x509.load_der_x509_certificate(old.cert_der)
+        profile = self.profiles.get(old.profile)
+        try:
+            san = old_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            emails = tuple(san.get_values_for_type(x509.RFC822Name))
+            dns = tuple(san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            emails, dns = (), ()
+        public_key = old_cert.public_key()
+        csr_der = None
+        if rekey and official_id is not None:
+            if pin is None:
+                raise InvalidRequest("rekeying an official's certificate needs their signing PIN")
+            public_key, official_key_id = self._rekey_official(official_id, pin, actor)
+        elif rekey:
+            if csr is None:
+                raise InvalidRequest("rekey needs a new CSR (--csr) with the new public key")
+            parsed = load_csr(csr)
+            public_key = parsed.public_key()
+            csr_der = parsed.public_bytes(serialization.Encoding.DER)
+            if spki_sha256(public_key) == old.spki_sha256:  # type: ignore[arg-type]
+                raise InvalidRequest("rekey needs a new key; the CSR has the old public key")
+        request = ApprovedRequest(
+            profile=profile, subject=old_cert.subject, public_key=public_key,  # type: ignore[arg-type]
+            emails=emails, dns_names=dns, validity_days=validity_days, kind="renewal",
+            csr_der=csr_der, requested_by=actor, approved_by=actor, official_id=official_id,
+            official_key_id=official_key_id, predecessor_id=old_id,
+        )
+        return self.issue(ca_name, request, actor=actor)
+
+    def _rekey_official(self, official_id: int, pin: str, actor: str) -> (
+        tuple[CertificatePublicKeyTypes, int]
+    ):
+        from hsm import KeySpec
+
+        old_key, _ = self._open_official_key(official_id, pin, actor)
+        spec = old_key.key_spec
+        blob, public_key = self.token.generate_wrapped_key_pair(
+            KeySpec.parse(spec), self.wrapping_key_label
+        )
+        with self.sessions.begin() as s:
+            for rec in s.query(OfficialKeyRecord).filter_by(official_id=official_id,
+                                                            status="active"):
+                rec.status = "retired"
+            key_rec = self._new_key_record(s, official_id, spec, public_key, blob, pin,
+                                           self.clock())
+            audit.record(s, actor=actor, action="official.key.rekey",
+                         obj=f"official:{official_id}", clock=self.clock)
+            return public_key, key_rec.id
+
+    def revoke(
+        self,
+        serial: str,
+        reason: str | x509.ReasonFlags,
+        *,
+        invalidity_date: datetime | None = None,
+        actor: str = "operator",
+    ) -> CertificateRecord:
+        flag = reason if isinstance(reason, x509.ReasonFlags) else parse_reason(reason)
+        if flag is x509.ReasonFlags.certificate_hold:
+            return self.hold(serial, actor=actor)
+        if flag is x509.ReasonFlags.remove_from_crl:
+            raise InvalidRequest("removeFromCRL is not a revocation reason; use `release`")
+        serial = normalize_serial(serial)
+        now = self.clock()
+        if invalidity_date is not None and invalidity_date > now:
+            raise InvalidRequest("the invalidity date cannot be in the future")
+        with self.sessions.begin() as s:
+            rec = store.get_certificate(s, serial, for_update=True)
+            if rec.status == "revoked":
+                raise StateConflict(
+                    f"certificate {serial} is already revoked "
+                    f"({rec.revocation_reason}, {rec.revoked_at:%Y-%m-%d %H:%M:%S} UTC)"
+                )
+            if rec.status == "failed":
+                raise StateConflict(f"certificate {serial} was never signed")
+            rec.status = "revoked"
+            # A certificate on hold keeps its original revocation time (RFC 5280 5.3.2 / X.509).
+            if rec.revoked_at is None or rec.revocation_reason != "certificateHold":
+                rec.revoked_at = now
+            rec.revocation_reason = flag.value
+            rec.invalidity_date = invalidity_date
+            audit.record(s, actor=actor, action="certificate.revoke", obj=f"cert:{serial}",
+                         details={"reason": flag.value}, clock=self.clock)
+            return rec
+
+    def hold(self, serial: str, *, actor: str = "operator") -> CertificateRecord:
+        serial = normalize_serial(serial)
+        with self.sessions.begin() as s:
+            rec = store.get_certificate(s, serial, for_update=True)
+            if rec.status != "valid":
+                raise StateConflict(
+                    f"certificate {serial} is {rec.status}; only a valid certificate can be held"
+                )
+            rec.status = "hold"
+            rec.revoked_at = self.clock()
+            rec.revocation_reason = x509.ReasonFlags.certificate_hold.value
+            audit.record(s, actor=actor, action="certificate.hold", obj=f"cert:{serial}",
+                         clock=self.clock)
+            return rec
+
+    def release(self, serial: str, *, actor: str = "operator") -> CertificateRecord:
+        serial = normalize_serial(serial)
+        with self.sessions.begin() as s:
+            rec = store.get_certificate(s, serial, for_update=True)
+            if rec.status != "hold":
+                raise StateConflict(f"certificate {serial} is {rec.status}, not on hold")
+            rec.status = "valid"
+            rec.revoked_at = None
+            rec.revocation_reason = None
+            audit.record(s, actor=actor, action="certificate.release", obj=f"cert:{serial}",
+                         clock=self.clock)
+            return rec
+
+    def certificate(self, serial: str) -> CertificateRecord:
+        with self.sessions() as s:
+            return store.get_certificate(s, normalize_serial(serial))
+
+    def ca_name_of(self, record: CertificateRecord) -> str:
+        with self.sessions() as s:
+            return store.get_ca_by_id(s, record.ca_id).name
+
+
+_OID = {
+    "CN": x509.NameOID.COMMON_NAME,
+    "T": x509.NameOID.TITLE,
+    "O": x509.NameOID.ORGANIZATION_NAME,
+    "OU": x509.NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "L": x509.NameOID.LOCALITY_NAME,
+    "ST": x509.NameOID.STATE_OR_PROVINCE_NAME,
+    "C": x509.NameOID.COUNTRY_NAME,
+}
+
+
+def _seal_aad(official_id: int, key_id: int) -> bytes:
+    # Binds a sealed key to its row: swapping blobs between officials fails to open.
+    return f"kyso-official-key:{official_id}:{key_id}".encode()
+
+
+_probe_keys: dict[str, CertificatePublicKeyTypes] = {}
+
+
+def _probe_key(spec: str) -> CertificatePublicKeyTypes:
+    """A public key of the given spec, to validate a request before the HSM makes the real one."""
+    from ca.issuance import throwaway_key
+
+    if spec not in _probe_keys:
+        _probe_keys[spec] = throwaway_key(spec).public_key()  # type: ignore[assignment]
+    return _probe_keys[spec]
+
+
+__all__ = ["Authority", "IssuedCertificate", "NewOfficial", "NotFound", "parse_reason",
+           "key_spec_of"]

@@ -1,0 +1,78 @@
+"""Errors of the certificate authority: a stable code, an HTTP status, a safe message each."""
+
+from __future__ import annotations
+
+
+class CAError(Exception):
+    """Base class: `code` is stable, `http_status` is what the web layer answers, str() is safe."""
+
+    code = "ca_error"
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CAError):
+    code = "not_found"
+    http_status = 404
+
+
+class InvalidRequest(CAError):
+    """The request (CSR, subject, key, profile choice) is not acceptable; the message says why."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class InvalidCSR(InvalidRequest):
+    code = "invalid_csr"
+
+
+class WeakKey(InvalidRequest):
+    code = "weak_key"
+
+
+class SubjectRejected(InvalidRequest):
+    code = "subject_rejected"
+
+
+class UnknownProfile(InvalidRequest):
+    code = "unknown_profile"
+
+
+class ProfileError(CAError):
+    """A profile file is malformed (raised at load time, before anything is issued)."""
+
+    code = "profile_invalid"
+    http_status = 500
+
+
+class LintFailed(CAError):
+    """The to-be-signed certificate failed linting; nothing was signed."""
+
+    code = "lint_failed"
+    http_status = 422
+
+
+class StateConflict(CAError):
+    """The operation does not fit the object's current state (already revoked, not on hold, ...)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class PinIncorrect(CAError):
+    code = "pin_incorrect"
+    http_status = 403
+
+
+class KeyLocked(CAError):
+    code = "key_locked"
+    http_status = 423
+
+
+class AlreadyExists(CAError):
+    code = "already_exists"
+    http_status = 409

@@ -1,0 +1,329 @@
+"""Issuance: build the to-be-signed certificate from an approved request, lint it, sign it once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from ca.errors import InvalidCSR, InvalidRequest, LintFailed
+from ca.profiles import Profile, key_spec_of
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PublicationUrls:
+    """Where relying parties fetch CRLs, CA certificates and OCSP answers (from settings)."""
+
+    base_url: str
+
+    def crl(self, ca_name: str) -> str:
+        return f"{self.base_url.rstrip('/')}/crl/{ca_name}.crl"
+
+    def ca_issuers(self, ca_name: str) -> str:
+        return f"{self.base_url.rstrip('/')}/ca/{ca_name}.crt"
+
+    def ocsp(self) -> str:
+        return f"{self.base_url.rstrip('/')}/ocsp"
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """An issuing CA as issuance needs it: its certificate and its (HSM) private key."""
+
+    name: str
+    record_id: int
+    certificate: x509.Certificate
+    key: CertificateIssuerPrivateKeyTypes
+    key_spec: str
+    parent_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovedRequest:
+    """What an operator approved: the subject and SANs come from here, never from a CSR."""
+
+    profile: Profile
+    subject: x509.Name
+    public_key: CertificatePublicKeyTypes
+    emails: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+    validity_days: int | None = None
+    kind: str = "csr"  # csr | server-key | renewal
+    csr_der: bytes | None = None
+    requested_by: str = "operator"
+    approved_by: str = "operator"
+    official_id: int | None = None
+    official_key_id: int | None = None
+    predecessor_id: int | None = None
+    path_length: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def new_serial() -> int:
+    """A positive serial of 127 bits straight from the CSPRNG (16 random bytes, top bit cleared)."""
+    while True:
+        serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1
+        if serial:
+            return serial
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def normalize_serial(text: str) -> str:
+    """Accept 'AB:CD', '0xabcd', 'ABCD' and return the canonical lowercase hex."""
+    cleaned = text.strip().lower().replace(":", "").removeprefix("0x")
+    try:
+        value = int(cleaned, 16)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a certificate serial (hexadecimal)") from None
+    if value <= 0:
+        raise InvalidRequest(f"{text!r} is not a valid certificate serial")
+    return serial_hex(value)
+
+
+def signature_hash(key: object) -> hashes.HashAlgorithm:
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
+    return hashes.SHA256()
+
+
+def spki_sha256(public_key: CertificatePublicKeyTypes) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Parse a PEM or DER CSR and check its own signature (proof of possession)."""
+    if not data or not data.strip():
+        raise InvalidCSR("the CSR is empty")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise InvalidCSR(f"the CSR cannot be parsed (PEM or DER PKCS#10 expected): {exc}") from None
+    try:
+        valid = csr.is_signature_valid
+        csr.public_key()
+    except (ValueError, TypeError) as exc:
+        raise InvalidCSR(f"the CSR's public key or signature cannot be read: {exc}") from None
+    except x509.UnsupportedGeneralNameType as exc:  # pragma: no cover - defensive
+        raise InvalidCSR(str(exc)) from None
+    if not valid:
+        raise InvalidCSR(
+            "the CSR's signature does not verify: it was not signed by the key it contains "
+            "(no proof of possession)"
+        )
+    return csr
+
+
+_throwaway_lock = threading.Lock()
+_throwaway_keys: dict[str, CertificateIssuerPrivateKeyTypes] = {}
+
+
+def throwaway_key(spec: str) -> CertificateIssuerPrivateKeyTypes:
+    """A software key of the issuer's type, made once per process, for signing lint certificates."""
+    with _throwaway_lock:
+        key = _throwaway_keys.get(spec)
+        if key is None:
+            if spec.startswith("rsa-"):
+                key = rsa.generate_private_key(65537, int(spec.split("-")[1]))
+            else:
+                key = ec.generate_private_key(
+                    ec.SECP384R1() if spec == "ec-p384" else ec.SECP256R1()
+                )
+            _throwaway_keys[spec] = key
+        return key
+
+
+def _ski(public_key: CertificatePublicKeyTypes) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(public_key)
+
+
+def build_certificate(
+    request: ApprovedRequest,
+    *,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    issuer: Issuer | None,
+    urls: PublicationUrls,
+) -> x509.CertificateBuilder:
+    """The to-be-signed certificate. `issuer=None` makes a self-signed (root) certificate."""
+    profile = request.profile
+    pub = request.public_key
+    ski = _ski(pub)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(request.subject)
+        .issuer_name(issuer.certificate.subject if issuer else request.subject)
+        .public_key(pub)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    if profile.is_ca:
+        path_len = request.path_length if request.path_length is not None else profile.path_length
+        builder = builder.add_extension(x509.BasicConstraints(True, path_len), critical=True)
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(False, None), critical=True)
+    builder = builder.add_extension(profile.key_usage_extension(pub), critical=True)
+    eku = profile.extended_key_usage_extension()
+    if eku is not None:
+        builder = builder.add_extension(eku, critical=profile.extended_key_usage_critical)
+    builder = builder.add_extension(ski, critical=False)
+    if issuer is not None:
+        issuer_ski = issuer.certificate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
+            critical=False,
+        )
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False
+        )
+    sans: list[x509.GeneralName] = [x509.RFC822Name(e) for e in request.emails]
+    sans += [x509.DNSName(d) for d in request.dns_names]
+    if sans:
+        # A subject-less certificate would need a critical SAN; ours always have a subject.
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if issuer is not None and profile.include_crl_distribution_point:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(urls.crl(issuer.name))], None, None, None
+                    )
+                ]
+            ),
+            critical=False,
+        )
+    if issuer is not None:
+        access = []
+        if profile.include_ocsp_url:
+            access.append(
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp())
+                )
+            )
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(urls.ca_issuers(issuer.name)),
+            )
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    if profile.ocsp_no_check:
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    return builder
+
+
+def validity_window(
+    profile: Profile,
+    validity_days: int | None,
+    now: datetime,
+    backdate: timedelta,
+    issuer: Issuer | None,
+) -> tuple[datetime, datetime]:
+    days = profile.default_validity_days if validity_days is None else validity_days
+    if days <= 0:
+        raise InvalidRequest("validity must be at least one day")
+    if days > profile.max_validity_days:
+        raise InvalidRequest(
+            f"validity of {days} days exceeds profile {profile.name}'s maximum of "
+            f"{profile.max_validity_days} days"
+        )
+    not_before = (now - backdate).replace(microsecond=0)
+    not_after = not_before + timedelta(days=days)
+    if issuer is not None:
+        # A certificate never outlives the CA certificate that vouches for it.
+        not_after = min(not_after, issuer.certificate.not_valid_after_utc)
+        if not_after <= now:
+            raise InvalidRequest(f"the issuing CA {issuer.name} has expired")
+    return not_before, not_after
+
+
+def lint_or_refuse(builder: x509.CertificateBuilder, issuer_spec: str, key: object) -> bytes:
+    """Sign with a throwaway key of the issuer's type, lint, and refuse on any error."""
+    from ca.lint import lint_certificate
+
+    lint_cert = builder.sign(throwaway_key(issuer_spec), signature_hash(key))
+    der = lint_cert.public_bytes(serialization.Encoding.DER)
+    report = lint_certificate(der)
+    if not report.ok:
+        raise LintFailed("the certificate would not pass linting:\n" + report.summary())
+    return der
+
+
+def check_request(request: ApprovedRequest) -> str:
+    """Checks every approved request must pass before anything is stored; returns its key spec."""
+    spec = request.profile.check_public_key(request.public_key)
+    profile = request.profile
+    for rule, values, what in (
+        (profile.san_email, request.emails, "e-mail address"),
+        (profile.san_dns, request.dns_names, "DNS name"),
+    ):
+        if rule == "required" and not values:
+            raise InvalidRequest(f"profile {profile.name} requires at least one {what}")
+        if rule == "forbidden" and values:
+            raise InvalidRequest(f"profile {profile.name} does not allow a {what}")
+    for email in request.emails:
+        local, _, domain = email.partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in email) or len(email) > 254:
+            raise InvalidRequest(f"{email!r} is not a valid e-mail address")
+        if not email.isascii():
+            raise InvalidRequest(f"{email!r}: only ASCII e-mail addresses are supported")
+    for name in request.dns_names:
+        labels = name.split(".")
+        if (
+            not name.isascii()
+            or len(name) > 253
+            or len(labels) < 2
+            or any(not lab or len(lab) > 63 for lab in labels)
+            or any(not all(c.isalnum() or c == "-" for c in lab) for lab in labels)
+        ):
+            raise InvalidRequest(f"{name!r} is not a valid DNS name")
+    return spec
+
+
+__all__ = [
+    "ApprovedRequest",
+    "Issuer",
+    "PublicationUrls",
+    "build_certificate",
+    "check_request",
+    "key_spec_of",
+    "lint_or_refuse",
+    "load_csr",
+    "new_serial",
+    "normalize_serial",
+    "serial_hex",
+    "signature_hash",
+    "spki_sha256",
+    "validity_window",
+]
