@@ -500,6 +500,9 @@ class Authority:
                     f"official {official_id}'s signing key is locked after "
                     f"{self.pin_max_attempts} wrong PINs; an operator must unlock it"
                 )
+                audit.record(s, actor=actor, action="official.key.open",
+                             obj=f"official:{official_id}", outcome="refused",
+                             details={"why": "locked"}, clock=self.clock)
             else:
                 key_rec = store.active_official_key(s, official_id)
                 try:
