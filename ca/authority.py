@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +31,9 @@ from ca.issuance import (
     Issuer,
     PublicationUrls,
     build_certificate,
+    check_lint,
     check_request,
+    lint_only_key,
     lint_or_refuse,
     load_csr,
     new_serial,
@@ -39,14 +41,16 @@ from ca.issuance import (
     serial_hex,
     signature_hash,
     spki_sha256,
+    throwaway_key,
     utcnow,
     validity_window,
 )
 from ca.keyseal import KdfParams, WrongPin, check_pin_policy, seal, unseal
+from ca.lint import lint_certificate
+from ca.lintpool import LintPool
 from ca.models import (
     CARecord,
     CertificateRecord,
-    CertRequestRecord,
     OfficialKeyRecord,
     OfficialRecord,
 )
@@ -117,6 +121,7 @@ class Authority:
         trusted_wrapping_key: bool = False,
         pin_max_attempts: int = 5,
         kdf: KdfParams | None = None,
+        lint_workers: int = 2,
     ) -> None:
         if backdate > timedelta(minutes=10) or backdate < timedelta(0):
             raise ValueError("backdate must be between 0 and 10 minutes")
@@ -134,6 +139,8 @@ class Authority:
         self.trusted_wrapping_key = trusted_wrapping_key
         self.pin_max_attempts = pin_max_attempts
         self.kdf = kdf or KdfParams()
+        self.engine = sessions.kw["bind"]
+        self.lint_pool = LintPool(lint_workers)
         self._issuers: dict[str, Issuer] = {}
         self._issuers_lock = threading.Lock()
 
@@ -218,28 +225,33 @@ class Authority:
                 raise AlreadyExists(f"a CA named {name!r} already exists")
         issuer = self.issuer(parent) if parent else None
         label = f"ca-{name}"
-        key = self.token.generate_key_pair(KeySpec.parse(key_spec), label)
-        request = ApprovedRequest(
-            profile=profile,
-            subject=subject,
-            public_key=key.public_key(),
-            validity_days=validity_days,
-            kind="ca",
-            path_length=path_length,
-        )
         now = self.clock()
-        not_before, not_after = validity_window(
-            profile, validity_days, now, self.backdate, issuer
-        )
-        builder = build_certificate(
-            request, serial=new_serial(), not_before=not_before, not_after=not_after,
-            issuer=issuer, urls=self.urls,
-        )
+        request = ApprovedRequest(profile=profile, subject=subject,
+                                  public_key=_probe_key(key_spec), validity_days=validity_days,
+                                  kind="ca", path_length=path_length)
+        not_before, not_after = validity_window(profile, validity_days, now, self.backdate,
+                                                issuer)
+
+        def build(req: ApprovedRequest) -> x509.CertificateBuilder:
+            return build_certificate(req, serial=new_serial(), not_before=not_before,
+                                     not_after=not_after, issuer=issuer, urls=self.urls)
+
         if self.lint:
-            lint_or_refuse(builder, issuer.key_spec if issuer else key_spec,
-                           issuer.key if issuer else key)
-        cert = builder.sign(issuer.key if issuer else key, signature_hash(
-            issuer.key if issuer else key))
+            # Lint before the HSM makes a key: with a probe key of the same spec in its place.
+            if issuer is not None:
+                lint_or_refuse(build(request), issuer.key)
+            else:
+                probe = throwaway_key(key_spec)
+                der = build(request).sign(probe, signature_hash(probe)).public_bytes(
+                    serialization.Encoding.DER)
+                check_lint(der, lint_certificate(der))
+        key = self.token.generate_key_pair(KeySpec.parse(key_spec), label)
+        signer = issuer.key if issuer else key
+        cert = build(replace(request, public_key=key.public_key())).sign(
+            signer, signature_hash(signer))
+        if self.lint:  # and after signing, as a key ceremony does
+            check_lint(cert.public_bytes(serialization.Encoding.DER),
+                       lint_certificate(cert.public_bytes(serialization.Encoding.DER)))
         with self.sessions.begin() as s:
             record = CARecord(
                 name=name,
@@ -317,88 +329,115 @@ class Authority:
         IssuedCertificate
     ):
         """Boulder's two steps: lint and store the reservation, then sign once with the HSM."""
-        key_spec = check_request(request)
+        return self.issue_batch(ca_name, [request], actor=actor)[0]
+
+    def issue_batch(
+        self,
+        ca_name: str,
+        requests: Sequence[ApprovedRequest],
+        *,
+        actor: str = "operator",
+        chunk_size: int = 200,
+    ) -> list[IssuedCertificate]:
+        """Issue several certificates, Boulder's way.
+
+        Every request is checked and linted before any is reserved (a refusal issues
+        nothing). Then, chunk by chunk: the reservations (serial, request, lint certificate,
+        audit entry) commit in one transaction, the HSM signs, and the certificates commit in
+        a second one -- a crash after a signature always leaves a record to revoke.
+        """
         issuer = self.issuer(ca_name)
+        now = self.clock()
+        prepared = [self._prepare(issuer, request, now) for request in requests]
+        serials = [new_serial() for _ in prepared]
+        builders = [self._builder(issuer, p, serial) for p, serial in zip(prepared, serials,
+                                                                           strict=True)]
+        lint_ders = self._lint(issuer, builders, actor, ca_name)
+        issued: list[IssuedCertificate] = []
+        for start in range(0, len(prepared), chunk_size):
+            part = slice(start, start + chunk_size)
+            issued += self._reserve_sign_store(issuer, prepared[part], serials[part],
+                                               builders[part], lint_ders[part], now, actor)
+        return issued
+
+    def _builder(self, issuer: Issuer, p: _Prepared, serial: int) -> x509.CertificateBuilder:
+        return build_certificate(p.request, serial=serial, not_before=p.not_before,
+                                 not_after=p.not_after, issuer=issuer, urls=self.urls)
+
+    def _lint(self, issuer: Issuer, builders: Sequence[x509.CertificateBuilder], actor: str,
+              ca_name: str) -> list[bytes | None]:
+        if not self.lint:
+            return [None] * len(builders)
+        stand_in = lint_only_key(issuer.key)
+        algorithm = signature_hash(issuer.key)
+        ders = [b.sign(stand_in, algorithm).public_bytes(serialization.Encoding.DER)
+                for b in builders]
+        try:
+            for der, report in zip(ders, self.lint_pool.lint_certificates(ders), strict=True):
+                check_lint(der, report)
+        except CAError as exc:
+            self._audit_failure(actor, "certificate.issue", f"ca:{ca_name}", exc)
+            raise
+        return list(ders)
+
+    def _reserve_sign_store(
+        self, issuer: Issuer, prepared: Sequence[_Prepared], serials: list[int],
+        builders: list[x509.CertificateBuilder], lint_ders: list[bytes | None],
+        now: datetime, actor: str,
+    ) -> list[IssuedCertificate]:
+        for _attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    store.reserve_certificates(conn, [
+                        p.reservation(issuer.record_id, serial_hex(serial), lint_der, now)
+                        for p, serial, lint_der in zip(prepared, serials, lint_ders,
+                                                       strict=True)
+                    ], actor=actor, ca_name=issuer.name)
+                break
+            except IntegrityError:
+                # Only a serial collision can violate a constraint here: draw those again.
+                with self.engine.connect() as conn:
+                    taken = [i for i, x in enumerate(serials)
+                             if store.serial_exists(conn, serial_hex(x))]
+                if not taken:
+                    raise
+                for i in taken:
+                    serials[i] = new_serial()
+                    builders[i] = self._builder(issuer, prepared[i], serials[i])
+                    lint_ders[i] = self._lint(issuer, [builders[i]], actor, issuer.name)[0]
+        else:  # pragma: no cover - 2^-127 odds, five times in a row
+            raise CAError("could not reserve unique serials")
+        algorithm = signature_hash(issuer.key)
+        certs: list[x509.Certificate] = []
+        signed: list[tuple[str, bytes]] = []
+        try:
+            for builder, serial in zip(builders, serials, strict=True):
+                cert = builder.sign(issuer.key, algorithm)
+                certs.append(cert)
+                signed.append((serial_hex(serial), cert.public_bytes(serialization.Encoding.DER)))
+        except Exception as exc:
+            with self.engine.begin() as conn:
+                store.finish_certificates(conn, signed, self.clock())
+                store.fail_certificates(conn, [serial_hex(x) for x in serials[len(signed):]],
+                                        actor=actor, error=type(exc).__name__, now=self.clock())
+            raise
+        with self.engine.begin() as conn:
+            store.finish_certificates(conn, signed, self.clock())
+        return [
+            IssuedCertificate(serial=serial_hex(serial), ca_name=issuer.name,
+                              profile=p.request.profile.name, subject=p.subject_text,
+                              not_before=p.not_before, not_after=p.not_after, certificate=cert)
+            for p, serial, cert in zip(prepared, serials, certs, strict=True)
+        ]
+
+    def _prepare(self, issuer: Issuer, request: ApprovedRequest, now: datetime) -> _Prepared:
         if request.profile.is_ca:
             raise InvalidRequest("CA certificates are made in a key ceremony, not by `issue`")
-        now = self.clock()
+        key_spec = check_request(request)
         not_before, not_after = validity_window(
             request.profile, request.validity_days, now, self.backdate, issuer
         )
-        subject_text = format_subject(request.subject)
-        org = request.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
-        pub_der = request.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        for _attempt in range(5):
-            serial = new_serial()
-            builder = build_certificate(
-                request, serial=serial, not_before=not_before, not_after=not_after,
-                issuer=issuer, urls=self.urls,
-            )
-            try:
-                lint_der = lint_or_refuse(builder, issuer.key_spec, issuer.key) if self.lint \
-                    else None
-            except CAError as exc:
-                self._audit_failure(actor, "certificate.issue", f"ca:{ca_name}", exc)
-                raise
-            try:
-                with self.sessions.begin() as s:
-                    req = CertRequestRecord(
-                        kind=request.kind, ca_id=issuer.record_id, profile=request.profile.name,
-                        subject=subject_text, csr_der=request.csr_der, public_key_der=pub_der,
-                        requested_by=request.requested_by, approved_by=request.approved_by,
-                        status="approved", created_at=now,
-                    )
-                    s.add(req)
-                    s.flush()
-                    record = CertificateRecord(
-                        serial=serial_hex(serial), ca_id=issuer.record_id, request_id=req.id,
-                        official_id=request.official_id,
-                        official_key_id=request.official_key_id,
-                        predecessor_id=request.predecessor_id, profile=request.profile.name,
-                        subject=subject_text, organization=str(org[0].value) if org else None,
-                        key_spec=key_spec, spki_sha256=spki_sha256(request.public_key),
-                        status="pending", not_before=not_before, not_after=not_after,
-                        lint_der=lint_der, created_at=now,
-                    )
-                    s.add(record)
-                    s.flush()
-                break
-            except IntegrityError:
-                # Only a serial collision can violate a constraint here; draw another.
-                with self.sessions() as s:
-                    if not store.serial_exists(s, serial_hex(serial)):
-                        raise
-        else:  # pragma: no cover - 2^-127 odds, five times in a row
-            raise CAError("could not reserve a unique serial")
-        try:
-            cert = builder.sign(issuer.key, signature_hash(issuer.key))
-        except Exception as exc:
-            with self.sessions.begin() as s:
-                rec = store.get_certificate(s, serial_hex(serial))
-                rec.status = "failed"
-                audit.record(s, actor=actor, action="certificate.issue",
-                             obj=f"cert:{rec.serial}", outcome="failure",
-                             details={"error": type(exc).__name__}, clock=self.clock)
-            raise
-        with self.sessions.begin() as s:
-            rec = store.get_certificate(s, serial_hex(serial))
-            rec.cert_der = cert.public_bytes(serialization.Encoding.DER)
-            rec.status = "valid"
-            rec.issued_at = self.clock()
-            req_rec = s.get(CertRequestRecord, rec.request_id)
-            if req_rec is not None:
-                req_rec.status = "issued"
-            audit.record(s, actor=actor, action="certificate.issue", obj=f"cert:{rec.serial}",
-                         details={"ca": ca_name, "profile": request.profile.name,
-                                  "subject": subject_text, "kind": request.kind,
-                                  "predecessor_id": request.predecessor_id},
-                         clock=self.clock)
-        return IssuedCertificate(
-            serial=serial_hex(serial), ca_name=ca_name, profile=request.profile.name,
-            subject=subject_text, not_before=not_before, not_after=not_after, certificate=cert,
-        )
+        return _Prepared(request, key_spec, not_before, not_after)
 
     def _audit_failure(self, actor: str, action: str, obj: str, exc: CAError) -> None:
         with self.sessions.begin() as s:
@@ -701,6 +740,38 @@ class Authority:
             return store.get_ca_by_id(s, record.ca_id).name
 
 
+@dataclass
+class _Prepared:
+    """An approved request checked and placed in time, ready to be reserved and signed."""
+
+    request: ApprovedRequest
+    key_spec: str
+    not_before: datetime
+    not_after: datetime
+
+    @property
+    def subject_text(self) -> str:
+        return format_subject(self.request.subject)
+
+    def reservation(self, ca_id: int, serial: str, lint_der: bytes | None, now: datetime) -> (
+        store.Reservation
+    ):
+        r = self.request
+        org = r.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+        return store.Reservation(
+            serial=serial, ca_id=ca_id, kind=r.kind, profile=r.profile.name,
+            subject=self.subject_text, organization=str(org[0].value) if org else None,
+            csr_der=r.csr_der,
+            public_key_der=r.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            spki_sha256=spki_sha256(r.public_key), key_spec=self.key_spec,
+            requested_by=r.requested_by, approved_by=r.approved_by,
+            official_id=r.official_id, official_key_id=r.official_key_id,
+            predecessor_id=r.predecessor_id, not_before=self.not_before,
+            not_after=self.not_after, lint_der=lint_der, created_at=now,
+        )
+
+
 _OID = {
     "CN": x509.NameOID.COMMON_NAME,
     "T": x509.NameOID.TITLE,
@@ -722,8 +793,6 @@ _probe_keys: dict[str, CertificatePublicKeyTypes] = {}
 
 def _probe_key(spec: str) -> CertificatePublicKeyTypes:
     """A public key of the given spec, to validate a request before the HSM makes the real one."""
-    from ca.issuance import throwaway_key
-
     if spec not in _probe_keys:
         _probe_keys[spec] = throwaway_key(spec).public_key()  # type: ignore[assignment]
     return _probe_keys[spec]

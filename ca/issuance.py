@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from ca.errors import InvalidCSR, InvalidRequest, LintFailed
+from ca.lint import LintReport, lint_certificate
 from ca.profiles import Profile, key_spec_of
 
 Clock = Callable[[], datetime]
@@ -140,14 +142,98 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-_throwaway_lock = threading.Lock()
-_throwaway_keys: dict[str, CertificateIssuerPrivateKeyTypes] = {}
+class _LintOnlyRSAKey(rsa.RSAPrivateKey):
+    """Stands in for the issuer when signing a lint certificate: an all-zero signature of the
+    right length, so the lint certificate can never verify and costs no signing.
+
+    pkilint checks structure and encodings, not the signature value (except on self-signed
+    certificates, which are linted after their real signature instead)."""
+
+    def __init__(self, public: rsa.RSAPublicKey) -> None:
+        self._public = public
+
+    def sign(self, data: bytes, padding: object, algorithm: object) -> bytes:
+        return bytes(self._public.key_size // 8)
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._public
+
+    @property
+    def key_size(self) -> int:
+        return self._public.key_size
+
+    def decrypt(self, ciphertext: bytes, padding: object) -> bytes:
+        raise NotImplementedError
+
+    def private_numbers(self) -> rsa.RSAPrivateNumbers:
+        raise NotImplementedError
+
+    def private_bytes(self, *args: object, **kwargs: object) -> bytes:
+        raise NotImplementedError
+
+    def __copy__(self) -> _LintOnlyRSAKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _LintOnlyRSAKey:
+        return self
+
+
+class _LintOnlyECKey(ec.EllipticCurvePrivateKey):
+    """The EC counterpart: a well-formed ECDSA-Sig-Value of full size that verifies nothing."""
+
+    def __init__(self, public: ec.EllipticCurvePublicKey) -> None:
+        self._public = public
+        size = (public.curve.key_size + 7) // 8
+        self._signature = encode_dss_signature(2 ** (8 * size - 2) + 1, 2 ** (8 * size - 2) + 3)
+
+    def sign(self, data: bytes, signature_algorithm: object) -> bytes:
+        return self._signature
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._public.curve
+
+    @property
+    def key_size(self) -> int:
+        return self._public.curve.key_size
+
+    def exchange(self, algorithm: object, peer_public_key: object) -> bytes:
+        raise NotImplementedError
+
+    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
+        raise NotImplementedError
+
+    def private_bytes(self, *args: object, **kwargs: object) -> bytes:
+        raise NotImplementedError
+
+    def __copy__(self) -> _LintOnlyECKey:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _LintOnlyECKey:
+        return self
+
+
+def lint_only_key(issuer_key: object) -> CertificateIssuerPrivateKeyTypes:
+    """A key that signs like the issuer's (same algorithm and size) but with a dummy value."""
+    public = issuer_key.public_key()  # type: ignore[attr-defined]
+    if isinstance(public, rsa.RSAPublicKey):
+        return _LintOnlyRSAKey(public)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return _LintOnlyECKey(public)
+    raise InvalidRequest(f"unsupported issuer key type {type(public).__name__}")
+
+
+_probe_lock = threading.Lock()
+_probe_keys: dict[str, CertificateIssuerPrivateKeyTypes] = {}
 
 
 def throwaway_key(spec: str) -> CertificateIssuerPrivateKeyTypes:
-    """A software key of the issuer's type, made once per process, for signing lint certificates."""
-    with _throwaway_lock:
-        key = _throwaway_keys.get(spec)
+    """A software key of a given spec, made once per process (to check requests early)."""
+    with _probe_lock:
+        key = _probe_keys.get(spec)
         if key is None:
             if spec.startswith("rsa-"):
                 key = rsa.generate_private_key(65537, int(spec.split("-")[1]))
@@ -155,7 +241,7 @@ def throwaway_key(spec: str) -> CertificateIssuerPrivateKeyTypes:
                 key = ec.generate_private_key(
                     ec.SECP384R1() if spec == "ec-p384" else ec.SECP256R1()
                 )
-            _throwaway_keys[spec] = key
+            _probe_keys[spec] = key
         return key
 
 
@@ -268,13 +354,15 @@ def validity_window(
     return not_before, not_after
 
 
-def lint_or_refuse(builder: x509.CertificateBuilder, issuer_spec: str, key: object) -> bytes:
-    """Sign with a throwaway key of the issuer's type, lint, and refuse on any error."""
-    from ca.lint import lint_certificate
-
-    lint_cert = builder.sign(throwaway_key(issuer_spec), signature_hash(key))
+def lint_or_refuse(builder: x509.CertificateBuilder, issuer_key: object) -> bytes:
+    """Sign with a lint-only stand-in for the issuer key, lint, and refuse on any error."""
+    lint_cert = builder.sign(lint_only_key(issuer_key), signature_hash(issuer_key))
     der = lint_cert.public_bytes(serialization.Encoding.DER)
-    report = lint_certificate(der)
+    return check_lint(der, lint_certificate(der))
+
+
+def check_lint(der: bytes, report: LintReport) -> bytes:
+    """Refuse on any ERROR or FATAL finding; the message lists them for the operator."""
     if not report.ok:
         raise LintFailed("the certificate would not pass linting:\n" + report.summary())
     return der

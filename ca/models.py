@@ -77,7 +77,6 @@ class CertRequestRecord(Base):
     public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
     requested_by: Mapped[str] = mapped_column(String(128))
     approved_by: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))  # approved | issued | failed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:11:07.950186
+Create Date: 2026-11-25 19:23:07.679902
 """
 
 import sqlalchemy as sa
@@ -78,7 +78,6 @@ def upgrade() -> None:
     sa.Column('public_key_der', sa.LargeBinary(), nullable=False),
     sa.Column('requested_by', sa.String(length=128), nullable=False),
     sa.Column('approved_by', sa.String(length=128), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', ca.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['ca_id'], ['cas.id'], ),
     sa.PrimaryKeyConstraint('id')

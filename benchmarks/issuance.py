@@ -1,0 +1,167 @@
+"""Issuance throughput beside the raw SoftHSM2 signing rate of the same key, from one run.
+
+    .venv/bin/python benchmarks/issuance.py [--count 300] [--rounds 5] [--workers 1]
+
+Whole path per certificate: approved request -> (lint) -> HSM signature -> stored and
+committed. The raw rate is C_Sign through python-pkcs11 on the same token key, in the same
+number of threads as issuance workers. Figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SO_PIN, USER_PIN = "bench-so-1234", "bench-user-1234"
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else float("inf")
+
+
+def in_threads(workers: int, count: int, job: Callable[[int], None]) -> float:
+    """Run `job` count times split over `workers` threads; wall-clock seconds."""
+    per = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    barrier = threading.Barrier(workers + 1)
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(n):
+                job(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in per]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - start
+
+
+def raw_signer(token_label: str, key_label: str, spec: str) -> Callable[[int], None]:
+    """C_Sign through python-pkcs11 directly: one session per thread, digest made in software."""
+    import hashlib
+
+    import pkcs11
+    from pkcs11 import Mechanism, ObjectClass
+
+    lib = pkcs11.lib(os.environ.get("KYSO_BENCH_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
+    token = lib.get_token(token_label=token_label)
+    local = threading.local()
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420")
+
+    def job(i: int) -> None:
+        if not hasattr(local, "key"):
+            # Login is per application and kyso's Token already logged in.
+            local.session = token.open()
+            local.key = local.session.get_key(ObjectClass.PRIVATE_KEY, label=key_label)
+        digest = hashlib.sha256(i.to_bytes(8, "big") * 64).digest()
+        if spec.startswith("rsa"):
+            local.key.sign(digest_info + digest, mechanism=Mechanism.RSA_PKCS)
+        else:
+            local.key.sign(digest, mechanism=Mechanism.ECDSA)
+
+    return job
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300, help="certificates per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="issuing threads")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="kyso-bench-"))
+    from hsm import create_softhsm_token
+
+    softhsm = create_softhsm_token(tmp / "softhsm", "bench", SO_PIN, USER_PIN)
+    os.environ["SOFTHSM2_CONF"] = str(softhsm.conf_path)
+    os.environ["KYSO_BENCH_HSM_PIN"] = USER_PIN
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from kyso.app import Kyso
+    from kyso.settings import HsmSettings, Settings
+
+    settings = Settings(
+        data_dir=tmp,
+        database_url=os.environ.get("KYSO_BENCH_DATABASE_URL", ""),
+        hsm=HsmSettings(token_label="bench", pin_env="KYSO_BENCH_HSM_PIN",
+                        softhsm2_conf=str(softhsm.conf_path)),
+    )
+    app = Kyso(settings)
+    app.migrate()
+    a = app.authority
+    a.create_root("root", "CN=Bench Root,O=Kyso,C=VN", key_spec="ec-p384")
+    a.create_issuing("rsa", "CN=Bench RSA CA,O=Kyso,C=VN", parent="root", key_spec="rsa-2048")
+    a.create_issuing("ec", "CN=Bench EC CA,O=Kyso,C=VN", parent="root", key_spec="ec-p256")
+
+    subject_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+           .sign(subject_key, hashes.SHA256()).public_bytes(
+               __import__("cryptography.hazmat.primitives.serialization",
+                          fromlist=["Encoding"]).Encoding.PEM))
+    request = a.request_from_csr(
+        "official-signing", csr,
+        "CN=Nguyễn Thị Hồng Nhung,O=Ủy ban nhân dân phường Bến Thành,L=Thành phố Hồ Chí Minh,"
+        "C=VN", emails=("nhung@benthanh.hochiminhcity.gov.vn",))
+
+    print(f"kyso issuance benchmark: {args.count} certificates x {args.rounds} rounds, "
+          f"{args.workers} worker thread(s) for single requests, {os.cpu_count()} CPUs, "
+          f"database {settings.db_url.split(':')[0]}, lint pool {a.lint_pool.workers} processes")
+    header = (f"{'issuing key':<10} {'path':<22} {'raw C_Sign/s':>12} {'no lint/s':>10} "
+              f"{'ratio':>6} {'lint/s':>8} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+    requests = [request] * args.count
+    for ca_name, spec in (("rsa", "rsa-2048"), ("ec", "ec-p256")):
+        a.issuer(ca_name)  # warm: key handle, lint checker, lint pool
+        a.issue_batch(ca_name, requests[:50])
+        raw_job = raw_signer("bench", f"ca-{ca_name}", spec)
+        in_threads(args.workers, 50, raw_job)
+        results: dict[str, list[float]] = {k: [] for k in (
+            "raw", "single-nolint", "single-lint", "batch-nolint", "batch-lint")}
+        for _ in range(args.rounds):
+            results["raw"].append(rate(args.count * 3, in_threads(
+                args.workers, args.count * 3, raw_job)))
+            for mode in ("nolint", "lint"):
+                a.lint = mode == "lint"
+                seconds = in_threads(args.workers, args.count,
+                                     lambda _i, n=ca_name: a.issue(n, request))
+                results[f"single-{mode}"].append(rate(args.count, seconds))
+                start = time.perf_counter()
+                issued = a.issue_batch(ca_name, requests)
+                results[f"batch-{mode}"].append(rate(len(issued),
+                                                     time.perf_counter() - start))
+        med = {k: statistics.median(v) for k, v in results.items()}
+        for path in ("single", "batch"):
+            label = "one request at a time" if path == "single" else f"batch of {args.count}"
+            nolint, lint = med[f"{path}-nolint"], med[f"{path}-lint"]
+            print(f"{spec:<10} {label:<22} {med['raw']:>12.0f} {nolint:>10.0f} "
+                  f"{nolint / med['raw']:>6.0%} {lint:>8.0f} {lint / med['raw']:>6.0%}")
+    a.lint = True
+    app.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Linting many certificates at once in worker processes (pkilint holds the GIL throughout)."""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from ca.lint import LintReport, lint_certificate, warm_up
+
+# Below this many certificates the pool's start-up and pickling cost more than they save.
+MIN_BATCH = 16
+
+
+class LintPool:
+    """A lazily started pool of lint processes.
+
+    The workers are started with 'forkserver', never 'fork': the parent may hold PKCS#11
+    sessions and HSM locks that must not be copied into a child.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=warm_up,
+                )
+                atexit.register(self.close)
+            return self._executor
+
+    def lint_certificates(self, ders: Sequence[bytes]) -> list[LintReport]:
+        if self.workers < 1 or len(ders) < MIN_BATCH:
+            return [lint_certificate(der) for der in ders]
+        chunk = max(1, len(ders) // (self.workers * 4))
+        return list(self._pool().map(lint_certificate, ders, chunksize=chunk))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None

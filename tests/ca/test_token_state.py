@@ -1,0 +1,47 @@
+"""pkcs11-tool's independent view of the CA token: every CA key sensitive, never extractable,
+and no official's key stored in it."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import USER_PIN
+
+from ca import store
+
+
+def _objects(softhsm) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    listing = subprocess.run(
+        ["pkcs11-tool", "--module", softhsm.module, "--token-label", softhsm.label,
+         "--login", "--pin", USER_PIN, "--list-objects"],
+        env=softhsm.env(), capture_output=True, text=True, check=True, timeout=30,
+    ).stdout
+    objects: list[dict[str, str]] = []
+    for line in listing.splitlines():
+        if line and not line.startswith(" ") and "Object;" in line:
+            objects.append({"kind": line.strip()})
+        elif objects and ":" in line:
+            key, _, value = line.strip().partition(":")
+            objects[-1][key.strip()] = value.strip()
+    return objects
+
+
+def test_ca_keys_are_sensitive_and_never_extractable(kyso_app, ca_softhsm):
+    authority = kyso_app.authority
+    authority.add_official(name="Phạm Văn Đức", organization="Sở Tư pháp", email="duc@stp.vn",
+                           pin="135792468", ca_name="issuing")
+    objects = _objects(ca_softhsm)
+    private = [o for o in objects if o["kind"].startswith("Private Key Object")]
+    with kyso_app.sessions() as s:
+        ca_labels = {c.key_label for c in store.list_cas(s)}
+    # Exactly the CA keys: officials' keys exist only wrapped, never as token objects.
+    assert {o["label"] for o in private} == ca_labels
+    for obj in private:
+        access = [a.strip() for a in obj["Access"].split(",")]
+        assert "sensitive" in access and "always sensitive" in access, obj
+        assert "never extractable" in access and "extractable" not in access, obj
+    secret = [o for o in objects if o["kind"].startswith("Secret Key Object")]
+    assert [o["label"] for o in secret] == [authority.wrapping_key_label]
+    access = [a.strip() for a in secret[0]["Access"].split(",")]
+    assert "sensitive" in access and "never extractable" in access
+    assert set(secret[0]["Usage"].replace(" ", "").split(",")) == {"wrap", "unwrap"}
