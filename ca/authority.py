@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ca import audit, store
+from ca.db import make_session_factory
 from ca.errors import (
     AlreadyExists,
     CAError,
@@ -46,7 +47,6 @@ from ca.issuance import (
     validity_window,
 )
 from ca.keyseal import KdfParams, WrongPin, check_pin_policy, seal, unseal
-from ca.lint import lint_certificate
 from ca.lintpool import LintPool
 from ca.models import (
     CARecord,
@@ -109,6 +109,7 @@ class Authority:
         sessions: sessionmaker[Session],
         token: Callable[[], Any],
         *,
+        readers: sessionmaker[Session] | None = None,
         urls: PublicationUrls,
         publish_dir: Path,
         profiles: ProfileRegistry | None = None,
@@ -140,6 +141,7 @@ class Authority:
         self.pin_max_attempts = pin_max_attempts
         self.kdf = kdf or KdfParams()
         self.engine = sessions.kw["bind"]
+        self.readers = readers or make_session_factory(self.engine, read_only=True)
         self.lint_pool = LintPool(lint_workers)
         self._issuers: dict[str, Issuer] = {}
         self._issuers_lock = threading.Lock()
@@ -156,7 +158,7 @@ class Authority:
             cached = self._issuers.get(ca_name)
         if cached is not None:
             return cached
-        with self.sessions() as s:
+        with self.readers() as s:
             record = store.get_ca(s, ca_name)
             if record.status != "active":
                 raise StateConflict(f"CA {ca_name} is {record.status} and cannot issue")
@@ -220,7 +222,7 @@ class Authority:
                 f"profile {profile.name} does not accept a {key_spec} key; "
                 f"accepted: {', '.join(profile.allowed_keys)}"
             )
-        with self.sessions() as s:
+        with self.readers() as s:
             if store.find_ca(s, name) is not None:
                 raise AlreadyExists(f"a CA named {name!r} already exists")
         issuer = self.issuer(parent) if parent else None
@@ -237,6 +239,8 @@ class Authority:
                                      not_after=not_after, issuer=issuer, urls=self.urls)
 
         if self.lint:
+            from ca.lint import lint_certificate
+
             # Lint before the HSM makes a key: with a probe key of the same spec in its place.
             if issuer is not None:
                 lint_or_refuse(build(request), issuer.key)
@@ -287,7 +291,7 @@ class Authority:
     def chain(self, ca_name: str) -> list[x509.Certificate]:
         """The CA's certificate followed by its parents up to the root (leaf-most first)."""
         certs: list[x509.Certificate] = []
-        with self.sessions() as s:
+        with self.readers() as s:
             record: CARecord | None = store.get_ca(s, ca_name)
             while record is not None:
                 certs.append(x509.load_der_x509_certificate(record.cert_der))
@@ -396,7 +400,7 @@ class Authority:
                 break
             except IntegrityError:
                 # Only a serial collision can violate a constraint here: draw those again.
-                with self.engine.connect() as conn:
+                with self.readers() as conn:
                     taken = [i for i, x in enumerate(serials)
                              if store.serial_exists(conn, serial_hex(x))]
                 if not taken:
@@ -610,7 +614,7 @@ class Authority:
     ) -> IssuedCertificate:
         """A new certificate with the same content and a fresh validity, linked to the old one."""
         serial = normalize_serial(serial)
-        with self.sessions() as s:
+        with self.readers() as s:
             old = store.get_certificate(s, serial)
             if old.status not in ("valid", "hold") or old.cert_der is None:
                 raise StateConflict(f"certificate {serial} is {old.status} and cannot be renewed")
@@ -732,11 +736,11 @@ class Authority:
             return rec
 
     def certificate(self, serial: str) -> CertificateRecord:
-        with self.sessions() as s:
+        with self.readers() as s:
             return store.get_certificate(s, normalize_serial(serial))
 
     def ca_name_of(self, record: CertificateRecord) -> str:
-        with self.sessions() as s:
+        with self.readers() as s:
             return store.get_ca_by_id(s, record.ca_id).name
 
 

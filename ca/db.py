@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY = "kyso_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -26,17 +27,31 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        # Every transaction takes the write lock at BEGIN, so two processes never deadlock
-        # upgrading a read lock (SQLite would answer "database is locked" at once).
+        # A transaction that may write takes the write lock at BEGIN, so two processes never
+        # deadlock upgrading a read lock (SQLite would answer "database is locked" at once).
+        # Read-only sessions begin DEFERRED: under WAL they neither block nor wait for writers.
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for a unit of work; `read_only` ones never take SQLite's write lock (and
+    must not write: on PostgreSQL the transaction is READ ONLY too)."""
+    if read_only:
+        bind = engine.execution_options(**{READ_ONLY: True})
+        factory = sessionmaker(bind, expire_on_commit=False)
+        if not engine.dialect.name == "sqlite":
+            @event.listens_for(factory, "after_begin")
+            def _read_only(session, transaction, connection) -> None:  # type: ignore[no-untyped-def]
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        return factory
     return sessionmaker(engine, expire_on_commit=False)
 
 

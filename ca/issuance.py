@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from ca.errors import InvalidCSR, InvalidRequest, LintFailed
-from ca.lint import LintReport, lint_certificate
 from ca.profiles import Profile, key_spec_of
+
+if TYPE_CHECKING:  # pkilint is heavy to import: only issuing commands load it
+    from ca.lint import LintReport
 
 Clock = Callable[[], datetime]
 
@@ -125,8 +128,8 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
-    except ValueError as exc:
-        raise InvalidCSR(f"the CSR cannot be parsed (PEM or DER PKCS#10 expected): {exc}") from None
+    except ValueError:
+        raise InvalidCSR("the CSR cannot be parsed (PEM or DER PKCS#10 expected)") from None
     try:
         valid = csr.is_signature_valid
         csr.public_key()
@@ -356,6 +359,8 @@ def validity_window(
 
 def lint_or_refuse(builder: x509.CertificateBuilder, issuer_key: object) -> bytes:
     """Sign with a lint-only stand-in for the issuer key, lint, and refuse on any error."""
+    from ca.lint import lint_certificate
+
     lint_cert = builder.sign(lint_only_key(issuer_key), signature_hash(issuer_key))
     der = lint_cert.public_bytes(serialization.Encoding.DER)
     return check_lint(der, lint_certificate(der))

@@ -7,8 +7,10 @@ import multiprocessing
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
-from ca.lint import LintReport, lint_certificate, warm_up
+if TYPE_CHECKING:
+    from ca.lint import LintReport
 
 # Below this many certificates the pool's start-up and pickling cost more than they save.
 MIN_BATCH = 16
@@ -27,6 +29,8 @@ class LintPool:
         self._lock = threading.Lock()
 
     def _pool(self) -> ProcessPoolExecutor:
+        from ca.lint import warm_up
+
         with self._lock:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
@@ -38,6 +42,8 @@ class LintPool:
             return self._executor
 
     def lint_certificates(self, ders: Sequence[bytes]) -> list[LintReport]:
+        from ca.lint import lint_certificate
+
         if self.workers < 1 or len(ders) < MIN_BATCH:
             return [lint_certificate(der) for der in ders]
         chunk = max(1, len(ders) // (self.workers * 4))

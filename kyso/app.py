@@ -22,11 +22,14 @@ class Kyso:
         self.settings = settings
         self.engine = make_engine(settings.db_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        # For pure reads: never takes SQLite's write lock, so reads nest and never queue.
+        self.readers: sessionmaker[Session] = make_session_factory(self.engine, read_only=True)
         self._token: Any = None
         self._token_lock = threading.Lock()
         self.authority = Authority(
             self.sessions,
             self.token,
+            readers=self.readers,
             urls=PublicationUrls(settings.base_url),
             publish_dir=settings.publish_dir,
             lint=settings.lint,

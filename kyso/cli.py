@@ -58,12 +58,19 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
         from hsm import HsmError
 
         try:
             return func(*args, **kwargs)
         except (CAError, HsmError, SettingsError) as exc:
             _fail(str(exc))
+        except OperationalError as exc:
+            # Unreachable server, locked or unreadable SQLite file: the driver's first line says
+            # which (it names host and port, never the password).
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            _fail(f"cannot use the database: {detail}")
         except OSError as exc:
             _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -116,20 +123,31 @@ def demo() -> None:
 @pass_ctx
 @handle_errors
 def demo_setup(ctx: Context) -> None:
-    """Create the demo hierarchy (root and one issuing CA) unless a CA already exists."""
+    """Create the demo hierarchy (root and one issuing CA) unless a CA already exists.
+
+    Run again, it changes nothing; if an earlier run stopped after the demo root, it adds the
+    missing issuing CA. Existing keys are never re-created.
+    """
     from kyso.bootstrap import DEMO_ISSUING, DEMO_ROOT
 
     app = ctx.kyso
-    with app.sessions() as s:
-        existing = [c.name for c in store.list_cas(s)]
-    if existing:
+    with app.readers() as s:
+        existing = {c.name: c.kind for c in store.list_cas(s)}
+    half_made = existing == {DEMO_ROOT[0]: "root"}
+    if existing and not half_made:
         click.echo(f"hierarchy present ({', '.join(existing)}); nothing to do")
         return
-    root = app.authority.create_root(DEMO_ROOT[0], DEMO_ROOT[1], key_spec="ec-p384",
-                                     actor="demo-setup")
-    issuing = app.authority.create_issuing(DEMO_ISSUING[0], DEMO_ISSUING[1], parent=root.name,
+    if half_made:
+        root_name = DEMO_ROOT[0]
+    else:
+        root_name = app.authority.create_root(DEMO_ROOT[0], DEMO_ROOT[1], key_spec="ec-p384",
+                                              actor="demo-setup").name
+    issuing = app.authority.create_issuing(DEMO_ISSUING[0], DEMO_ISSUING[1], parent=root_name,
                                            key_spec="ec-p256", actor="demo-setup")
-    click.echo(f"created root CA {root.name} and issuing CA {issuing.name}")
+    if half_made:
+        click.echo(f"root CA {root_name} present; created issuing CA {issuing.name}")
+    else:
+        click.echo(f"created root CA {root_name} and issuing CA {issuing.name}")
 
 
 # -- CAs ---------------------------------------------------------------------------------
@@ -143,9 +161,8 @@ def _fingerprint(der: bytes) -> str:
     return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def _ca_dict(app: Any, record: Any) -> dict[str, Any]:
-    with app.sessions() as s:
-        parent = store.get_ca_by_id(s, record.parent_id).name if record.parent_id else None
+def _ca_dict(app: Any, s: Any, record: Any) -> dict[str, Any]:
+    parent = store.get_ca_by_id(s, record.parent_id).name if record.parent_id else None
     return {
         "name": record.name,
         "kind": record.kind,
@@ -170,8 +187,8 @@ def _ca_dict(app: Any, record: Any) -> dict[str, Any]:
 def ca_list(ctx: Context, as_json: bool) -> None:
     """List the CAs."""
     app = ctx.kyso
-    with app.sessions() as s:
-        rows = [_ca_dict(app, r) for r in store.list_cas(s)]
+    with app.readers() as s:
+        rows = [_ca_dict(app, s, r) for r in store.list_cas(s)]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -190,8 +207,8 @@ def ca_list(ctx: Context, as_json: bool) -> None:
 def ca_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one CA."""
     app = ctx.kyso
-    with app.sessions() as s:
-        info = _ca_dict(app, store.get_ca(s, name))
+    with app.readers() as s:
+        info = _ca_dict(app, s, store.get_ca(s, name))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
     else:
@@ -268,13 +285,32 @@ def _read_pin(pin_file: Path | None, confirm: bool = False) -> str:
     return click.prompt("Signing PIN", hide_input=True, confirmation_prompt=confirm)
 
 
-def _write_out(out: Path | None, pem: bytes) -> None:
-    if out is not None:
+def _check_out(out: Path | None) -> None:
+    """Refuse an output file that cannot be written before anything is issued."""
+    if out is None:
+        return
+    parent = out.parent
+    if not parent.is_dir():
+        raise InvalidRequest(f"cannot write {out}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise InvalidRequest(f"cannot write {out}: permission denied")
+
+
+def _write_out(out: Path | None, pem: bytes, serial: str) -> None:
+    if out is None:
+        return
+    try:
         out.write_bytes(pem)
+    except OSError as exc:
+        # The certificate exists and is recorded: say so, and how to get it.
+        raise InvalidRequest(
+            f"certificate {serial} was issued but could not be written to {out} "
+            f"({exc.strerror or exc}); get it with `kyso cert show {serial}`"
+        ) from None
 
 
 def _cert_dict(app: Any, rec: Any) -> dict[str, Any]:
-    with app.sessions() as s:
+    with app.readers() as s:
         ca_name = store.get_ca_by_id(s, rec.ca_id).name
         predecessor = None
         if rec.predecessor_id:
@@ -306,7 +342,7 @@ def _cert_dict(app: Any, rec: Any) -> dict[str, Any]:
 
 
 def _print_issued(issued: Any, out: Path | None, as_json: bool) -> None:
-    _write_out(out, issued.pem)
+    _write_out(out, issued.pem, issued.serial)
     if as_json:
         click.echo(json.dumps({"serial": issued.serial, "ca": issued.ca_name,
                                "profile": issued.profile, "subject": issued.subject,
@@ -337,6 +373,7 @@ def cert_issue(ctx: Context, ca_name: str, profile: str, csr: Path, subject: str
                email: tuple[str, ...], dns: tuple[str, ...], days: int | None,
                out: Path | None, as_json: bool) -> None:
     """Issue a certificate from a CSR; subject and extensions come from the approved request."""
+    _check_out(out)
     authority = ctx.kyso.authority
     request = authority.request_from_csr(profile, _read_file(csr, "CSR"), subject,
                                          emails=email, dns_names=dns, validity_days=days)
@@ -358,6 +395,7 @@ def cert_issue(ctx: Context, ca_name: str, profile: str, csr: Path, subject: str
 def cert_renew(ctx: Context, serial: str, rekey: bool, csr: Path | None, pin_file: Path | None,
                days: int | None, out: Path | None, as_json: bool) -> None:
     """Issue a successor certificate (same key, or a new one with --rekey)."""
+    _check_out(out)
     authority = ctx.kyso.authority
     old = authority.certificate(serial)
     pin = None
@@ -443,7 +481,7 @@ def cert_list(ctx: Context, status: str | None, expiring_days: int | None, org: 
     """List certificates."""
     app = ctx.kyso
     now = datetime.now(UTC)
-    with app.sessions() as s:
+    with app.readers() as s:
         ca_id = store.get_ca(s, ca_name).id if ca_name else None
         names = {c.id: c.name for c in store.list_cas(s)}
         rows = store.list_certificates(
@@ -471,7 +509,7 @@ def official_group() -> None:
 
 
 def _default_issuing_ca(app: Any) -> str:
-    with app.sessions() as s:
+    with app.readers() as s:
         issuing = [c.name for c in store.list_cas(s) if c.kind == "issuing"]
     if len(issuing) != 1:
         raise InvalidRequest(
@@ -505,6 +543,7 @@ def official_add(ctx: Context, name: str, org: str, unit: str | None, locality: 
                  key_spec: str | None, days: int | None, pin_file: Path | None,
                  out: Path | None, as_json: bool) -> None:
     """Create an official: HSM key usable only with their signing PIN, and a certificate."""
+    _check_out(out)
     app = ctx.kyso
     pin = _read_pin(pin_file, confirm=True)
     result = app.authority.add_official(
@@ -512,7 +551,7 @@ def official_add(ctx: Context, name: str, org: str, unit: str | None, locality: 
         email=email, title=title, pin=pin, ca_name=ca_name or _default_issuing_ca(app),
         key_spec=key_spec, validity_days=days,
     )
-    _write_out(out, result.certificate.pem)
+    _write_out(out, result.certificate.pem, result.certificate.serial)
     if as_json:
         click.echo(json.dumps({"official_id": result.official_id,
                                "serial": result.certificate.serial,
@@ -541,7 +580,7 @@ def official_unlock(ctx: Context, official_id: int) -> None:
 def official_show(ctx: Context, official_id: int, as_json: bool) -> None:
     """Show an official and their certificates."""
     app = ctx.kyso
-    with app.sessions() as s:
+    with app.readers() as s:
         o = store.get_official(s, official_id)
         info = {"id": o.id, "name": o.name, "title": o.title, "organization": o.organization,
                 "unit": o.unit, "locality": o.locality, "email": o.email, "locked": o.locked,
@@ -571,7 +610,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     if settings.config_path:
         env["KYSO_CONFIG"] = str(Path(settings.config_path).resolve())
     args = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
-            "--access-logfile", "-", "web.wsgi:app"]
+            "--access-logfile", "-", "--no-control-socket", "web.wsgi:app"]
     os.execvpe(args[0], args, env)
 
 

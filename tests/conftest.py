@@ -7,13 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ca_test_constants import CA_TOKEN, SO_PIN, USER_PIN
 from sqlalchemy import text
 
 from hsm import SoftHsmToken, create_softhsm_token
-
-SO_PIN = "so-pin-123456"
-USER_PIN = "user-pin-654321"
-CA_TOKEN = "kyso-ca-test"
 
 
 @pytest.fixture(scope="session")

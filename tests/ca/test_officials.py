@@ -167,7 +167,7 @@ def test_bad_official_data_touches_nothing(authority, ca_softhsm, counts):
 
 
 def _objects(softhsm) -> str:  # type: ignore[no-untyped-def]
-    from conftest import USER_PIN
+    from ca_test_constants import USER_PIN
 
     proc = subprocess.run(
         ["pkcs11-tool", "--module", softhsm.module, "--token-label", softhsm.label,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import USER_PIN
+from ca_test_constants import USER_PIN
 
 from ca import store
 

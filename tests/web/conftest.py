@@ -1,0 +1,106 @@
+"""Fixtures for web tests: a data directory made by `kyso init` and gunicorn serving it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from web_support import Server, fetch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMAND_TIMEOUT = 180
+
+
+def clean_env(config: Path | None = None) -> dict[str, str]:
+    """The test process's environment without KYSO_* or SOFTHSM2_CONF leaking in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KYSO_") and k != "SOFTHSM2_CONF"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if config is not None:
+        env["KYSO_CONFIG"] = str(config)
+    return env
+
+
+def run_kyso(config: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `kyso` command line (as `python -m kyso.cli`) and fail on a non-zero exit."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kyso.cli", *args],
+        cwd=REPO_ROOT, env=clean_env(config), capture_output=True, text=True,
+        timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, (
+        f"kyso {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def kyso_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory made by the real `kyso init` and `kyso demo setup`; its settings file."""
+    data_dir = tmp_path_factory.mktemp("kyso-web") / "var"
+    run_kyso(None, "init", "--data-dir", str(data_dir))
+    config = data_dir / "kyso.toml"
+    assert config.is_file()
+    run_kyso(config, "demo", "setup")
+    return config
+
+
+@pytest.fixture(scope="session")
+def kyso_cli(kyso_config: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`kyso_cli("ca", "show", "root", "--json")` runs the CLI against the test data directory."""
+    return lambda *args: run_kyso(kyso_config, *args)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()  # gunicorn's master stops its workers on SIGTERM
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own process group (start_new_session)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(kyso_config: Path) -> Iterator[Server]:
+    """gunicorn serving web.wsgi:app (2 workers) on a free port; always stopped afterwards."""
+    port = _free_port()
+    log_path = kyso_config.parent.parent / "gunicorn.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+             "--no-control-socket", "--access-logfile", "-", "web.wsgi:app"],
+            cwd=REPO_ROOT, env=clean_env(kyso_config), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    srv = Server(f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{srv.log()}")
+            try:
+                if fetch(srv.base_url + "/healthz").status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not answer /healthz within 60 s:\n{srv.log()}")
+            time.sleep(0.2)
+        yield srv
+    finally:
+        _stop(proc)

@@ -1,0 +1,45 @@
+"""Helpers shared by the web tests and their fixtures: HTTP fetch and the served instance."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> Fetched:
+    """GET `url`; HTTP errors are returned like any answer, not raised."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return Fetched(response.status, dict(response.headers.items()), response.read())
+    except urllib.error.HTTPError as err:
+        return Fetched(err.code, dict(err.headers.items()), err.read())
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running gunicorn: where it answers and where its log goes."""
+
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -1,0 +1,75 @@
+"""The Flask application factory: settings in, one Kyso per worker process, blueprints wired."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, current_app
+
+from kyso.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from kyso.app import Kyso
+
+# Strict by default; every page is same-origin HTML with one stylesheet and no script.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class KysoExtension:
+    """Builds the Kyso wiring on first use in each process (gunicorn forks after import)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._kyso: Kyso | None = None
+        self._pid = 0
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["kyso"] = self
+
+    def get(self) -> Kyso:
+        pid = os.getpid()
+        with self._lock:
+            if self._kyso is None or self._pid != pid:
+                from kyso.app import Kyso
+
+                # A copy inherited over fork() shares pooled connections with the parent:
+                # never reuse it, build a fresh one for this process.
+                self._kyso = Kyso(self.settings)
+                self._pid = pid
+            return self._kyso
+
+
+def get_kyso() -> Kyso:
+    """The Kyso of the current app and process (the HSM is not opened by this)."""
+    ext: KysoExtension = current_app.extensions["kyso"]
+    return ext.get()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app; settings are loaded (file + KYSO_* overrides) when not given."""
+    from web import errors, repository
+
+    app = Flask(__name__)
+    app.config["KYSO_SETTINGS"] = settings if settings is not None else load_settings()
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    KysoExtension(app.config["KYSO_SETTINGS"]).init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(repository.bp)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app
