@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from ca.errors import (
     CAError,
     InvalidRequest,
     KeyLocked,
+    LintFailed,
     NotFound,
     PinIncorrect,
     StateConflict,
@@ -341,14 +343,17 @@ class Authority:
         requests: Sequence[ApprovedRequest],
         *,
         actor: str = "operator",
-        chunk_size: int = 200,
+        chunk_size: int = 100,
     ) -> list[IssuedCertificate]:
         """Issue several certificates, Boulder's way.
 
-        Every request is checked and linted before any is reserved (a refusal issues
-        nothing). Then, chunk by chunk: the reservations (serial, request, lint certificate,
-        audit entry) commit in one transaction, the HSM signs, and the certificates commit in
-        a second one -- a crash after a signature always leaves a record to revoke.
+        Every request is checked (profile, subject, key, validity) before anything is stored.
+        Then chunk by chunk: the chunk is linted -- in worker processes, while the previous
+        chunk is being signed -- and only then its reservations (serial, request, lint
+        certificate, audit entry) commit in one transaction, the HSM signs, and the
+        certificates commit in a second one; a crash after a signature always leaves a record
+        to revoke. A lint refusal issues nothing of its chunk or later ones; `LintFailed.issued`
+        lists what earlier chunks issued.
         """
         issuer = self.issuer(ca_name)
         now = self.clock()
@@ -356,82 +361,144 @@ class Authority:
         serials = [new_serial() for _ in prepared]
         builders = [self._builder(issuer, p, serial) for p, serial in zip(prepared, serials,
                                                                            strict=True)]
-        lint_ders = self._lint(issuer, builders, actor, ca_name)
+        parts = [slice(i, i + chunk_size) for i in range(0, len(prepared), chunk_size)]
         issued: list[IssuedCertificate] = []
-        for start in range(0, len(prepared), chunk_size):
-            part = slice(start, start + chunk_size)
-            issued += self._reserve_sign_store(issuer, prepared[part], serials[part],
-                                               builders[part], lint_ders[part], now, actor)
+        pending = self._start_lint(issuer, builders[parts[0]]) if parts else None
+        # One signing thread: the HSM signs chunk k (C_Sign releases the GIL) while this
+        # thread lints, reserves and stores around it. Still one signature at a time.
+        signer = ThreadPoolExecutor(1, thread_name_prefix="kyso-sign") if len(parts) > 1 \
+            else None
+        in_flight: list[_Chunk] = []
+        try:
+            for k, part in enumerate(parts):
+                try:
+                    lint_ders = self._finish_lint(pending, len(prepared[part]), actor, ca_name)
+                except LintFailed as exc:
+                    for chunk in in_flight:
+                        issued += self._store(chunk, actor)
+                    in_flight.clear()
+                    exc.issued = tuple(issued)
+                    if issued:
+                        exc.message += (f"\n{len(issued)} certificate(s) of this batch were "
+                                        "issued before the refusal")
+                        exc.args = (exc.message,)
+                    raise
+                if k + 1 < len(parts):
+                    pending = self._start_lint(issuer, builders[parts[k + 1]])
+                chunk = _Chunk(issuer, prepared[part], serials[part], builders[part], lint_ders)
+                self._reserve(chunk, now, actor)
+                chunk.signing = (signer.submit(self._sign, chunk) if signer is not None
+                                 else _done(self._sign(chunk)))
+                in_flight.append(chunk)
+                while len(in_flight) > 1:
+                    issued += self._store(in_flight.pop(0), actor)
+            while in_flight:
+                issued += self._store(in_flight.pop(0), actor)
+        finally:
+            for chunk in in_flight:  # an error above: still record what the HSM signed
+                with contextlib.suppress(Exception):
+                    self._store(chunk, actor)
+            if signer is not None:
+                signer.shutdown(wait=True)
         return issued
 
     def _builder(self, issuer: Issuer, p: _Prepared, serial: int) -> x509.CertificateBuilder:
         return build_certificate(p.request, serial=serial, not_before=p.not_before,
                                  not_after=p.not_after, issuer=issuer, urls=self.urls)
 
-    def _lint(self, issuer: Issuer, builders: Sequence[x509.CertificateBuilder], actor: str,
-              ca_name: str) -> list[bytes | None]:
+    def _start_lint(self, issuer: Issuer, builders: Sequence[x509.CertificateBuilder]) -> (
+        tuple[list[bytes], Callable[[], list[Any]]] | None
+    ):
+        """Sign lint certificates with the stand-in key and hand them to the lint pool
+        (None when linting is off)."""
         if not self.lint:
-            return [None] * len(builders)
+            return None
         stand_in = lint_only_key(issuer.key)
         algorithm = signature_hash(issuer.key)
         ders = [b.sign(stand_in, algorithm).public_bytes(serialization.Encoding.DER)
                 for b in builders]
+        return ders, self.lint_pool.submit(ders)
+
+    def _finish_lint(self, pending: tuple[list[bytes], Callable[[], list[Any]]] | None,
+                     count: int, actor: str, ca_name: str) -> list[bytes | None]:
+        """Wait for the lint results; refuse (audited) on any error."""
+        if pending is None:
+            return [None] * count
+        ders, result = pending
         try:
-            for der, report in zip(ders, self.lint_pool.lint_certificates(ders), strict=True):
+            for der, report in zip(ders, result(), strict=True):
                 check_lint(der, report)
         except CAError as exc:
             self._audit_failure(actor, "certificate.issue", f"ca:{ca_name}", exc)
             raise
         return list(ders)
 
-    def _reserve_sign_store(
-        self, issuer: Issuer, prepared: Sequence[_Prepared], serials: list[int],
-        builders: list[x509.CertificateBuilder], lint_ders: list[bytes | None],
-        now: datetime, actor: str,
-    ) -> list[IssuedCertificate]:
+    def _lint(self, issuer: Issuer, builders: Sequence[x509.CertificateBuilder], actor: str,
+              ca_name: str) -> list[bytes | None]:
+        return self._finish_lint(self._start_lint(issuer, builders), len(builders), actor,
+                                 ca_name)
+
+    def _reserve(self, chunk: _Chunk, now: datetime, actor: str) -> None:
+        """Commit the chunk's reservations; on a serial collision draw those serials again."""
+        issuer = chunk.issuer
         for _attempt in range(5):
             try:
                 with self.engine.begin() as conn:
                     store.reserve_certificates(conn, [
                         p.reservation(issuer.record_id, serial_hex(serial), lint_der, now)
-                        for p, serial, lint_der in zip(prepared, serials, lint_ders,
-                                                       strict=True)
+                        for p, serial, lint_der in zip(chunk.prepared, chunk.serials,
+                                                       chunk.lint_ders, strict=True)
                     ], actor=actor, ca_name=issuer.name)
-                break
+                return
             except IntegrityError:
                 # Only a serial collision can violate a constraint here: draw those again.
                 with self.readers() as conn:
-                    taken = [i for i, x in enumerate(serials)
+                    taken = [i for i, x in enumerate(chunk.serials)
                              if store.serial_exists(conn, serial_hex(x))]
                 if not taken:
                     raise
                 for i in taken:
-                    serials[i] = new_serial()
-                    builders[i] = self._builder(issuer, prepared[i], serials[i])
-                    lint_ders[i] = self._lint(issuer, [builders[i]], actor, issuer.name)[0]
-        else:  # pragma: no cover - 2^-127 odds, five times in a row
-            raise CAError("could not reserve unique serials")
-        algorithm = signature_hash(issuer.key)
+                    chunk.serials[i] = new_serial()
+                    chunk.builders[i] = self._builder(issuer, chunk.prepared[i],
+                                                      chunk.serials[i])
+                    chunk.lint_ders[i] = self._lint(issuer, [chunk.builders[i]], actor,
+                                                    issuer.name)[0]
+        raise CAError("could not reserve unique serials")  # pragma: no cover - 2^-127 odds
+
+    @staticmethod
+    def _sign(chunk: _Chunk) -> tuple[list[x509.Certificate], BaseException | None]:
+        """The only place issuance touches the issuer's key. Returns what it signed, and the
+        error that stopped it, if any."""
+        algorithm = signature_hash(chunk.issuer.key)
         certs: list[x509.Certificate] = []
-        signed: list[tuple[str, bytes]] = []
         try:
-            for builder, serial in zip(builders, serials, strict=True):
-                cert = builder.sign(issuer.key, algorithm)
-                certs.append(cert)
-                signed.append((serial_hex(serial), cert.public_bytes(serialization.Encoding.DER)))
-        except Exception as exc:
-            with self.engine.begin() as conn:
-                store.finish_certificates(conn, signed, self.clock())
-                store.fail_certificates(conn, [serial_hex(x) for x in serials[len(signed):]],
-                                        actor=actor, error=type(exc).__name__, now=self.clock())
-            raise
+            for builder in chunk.builders:
+                certs.append(builder.sign(chunk.issuer.key, algorithm))
+        except Exception as exc:  # noqa: BLE001 - handed to _store, which records and raises
+            return certs, exc
+        return certs, None
+
+    def _store(self, chunk: _Chunk, actor: str) -> list[IssuedCertificate]:
+        """Commit what the HSM signed; mark the rest failed (audited) and re-raise the error."""
+        if chunk.signing is None:
+            return []
+        certs, error = chunk.signing.result()
+        chunk.signing = None
+        signed = [(serial_hex(serial), cert.public_bytes(serialization.Encoding.DER))
+                  for serial, cert in zip(chunk.serials, certs, strict=False)]
         with self.engine.begin() as conn:
             store.finish_certificates(conn, signed, self.clock())
+            if error is not None:
+                store.fail_certificates(conn, [serial_hex(x) for x in chunk.serials[len(certs):]],
+                                        actor=actor, error=type(error).__name__,
+                                        now=self.clock())
+        if error is not None:
+            raise error
         return [
-            IssuedCertificate(serial=serial_hex(serial), ca_name=issuer.name,
+            IssuedCertificate(serial=serial_hex(serial), ca_name=chunk.issuer.name,
                               profile=p.request.profile.name, subject=p.subject_text,
                               not_before=p.not_before, not_after=p.not_after, certificate=cert)
-            for p, serial, cert in zip(prepared, serials, certs, strict=True)
+            for p, serial, cert in zip(chunk.prepared, chunk.serials, certs, strict=True)
         ]
 
     def _prepare(self, issuer: Issuer, request: ApprovedRequest, now: datetime) -> _Prepared:
@@ -742,6 +809,24 @@ class Authority:
     def ca_name_of(self, record: CertificateRecord) -> str:
         with self.readers() as s:
             return store.get_ca_by_id(s, record.ca_id).name
+
+
+@dataclass
+class _Chunk:
+    """Part of a batch on its way through reserve -> sign -> store."""
+
+    issuer: Issuer
+    prepared: Sequence[_Prepared]
+    serials: list[int]
+    builders: list[x509.CertificateBuilder]
+    lint_ders: list[bytes | None]
+    signing: Future[tuple[list[x509.Certificate], BaseException | None]] | None = None
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
 
 
 @dataclass

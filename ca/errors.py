@@ -50,10 +50,12 @@ class ProfileError(CAError):
 
 
 class LintFailed(CAError):
-    """The to-be-signed certificate failed linting; nothing was signed."""
+    """The to-be-signed certificate failed linting; it was not signed. In a batch, `issued`
+    lists what earlier chunks issued before the refusal."""
 
     code = "lint_failed"
     http_status = 422
+    issued: tuple[object, ...] = ()  # set per instance by issue_batch
 
 
 class StateConflict(CAError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -42,12 +42,17 @@ class LintPool:
             return self._executor
 
     def lint_certificates(self, ders: Sequence[bytes]) -> list[LintReport]:
+        return self.submit(ders)()
+
+    def submit(self, ders: Sequence[bytes]) -> Callable[[], list[LintReport]]:
+        """Start linting now (in the workers) and return a call that waits for the reports."""
         from ca.lint import lint_certificate
 
         if self.workers < 1 or len(ders) < MIN_BATCH:
-            return [lint_certificate(der) for der in ders]
+            return lambda: [lint_certificate(der) for der in ders]
         chunk = max(1, len(ders) // (self.workers * 4))
-        return list(self._pool().map(lint_certificate, ders, chunksize=chunk))
+        results = self._pool().map(lint_certificate, ders, chunksize=chunk)  # submits at once
+        return lambda: list(results)
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from helpers import issue_official_csr, make_csr
 
@@ -104,3 +106,60 @@ def test_revoked_certificate_cannot_be_renewed(authority):
     authority.revoke(old.serial, "keyCompromise")
     with pytest.raises(StateConflict, match="revoked"):
         authority.renew(old.serial)
+
+
+def _requests(authority, n: int):  # type: ignore[no-untyped-def]
+    from helpers import OFFICIAL_SUBJECT
+
+    csr = make_csr()
+    return [authority.request_from_csr("official-signing", csr, OFFICIAL_SUBJECT,
+                                       emails=(f"user{i}@example.vn",)) for i in range(n)]
+
+
+def test_batch_issuance_in_chunks_with_the_lint_pool(authority):
+    """Large enough for the lint worker processes and several pipelined chunks."""
+    issued = authority.issue_batch("issuing", _requests(authority, 45), chunk_size=20)
+    assert len({i.serial for i in issued}) == 45
+    for i in issued:
+        record = authority.certificate(i.serial)
+        assert record.status == "valid" and record.lint_der is not None
+        assert record.cert_der == i.certificate.public_bytes(serialization.Encoding.DER)
+    emails = [i.certificate.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value for i in issued]
+    assert [e[0].value for e in emails] == [f"user{n}@example.vn" for n in range(45)]
+
+
+def test_a_refused_batch_issues_nothing(authority, counts):
+    requests = _requests(authority, 3)
+    bad = requests[1].__class__(**{**requests[1].__dict__, "emails": ()})  # profile needs one
+    before = counts()
+    with pytest.raises(InvalidRequest, match="e-mail"):
+        authority.issue_batch("issuing", [requests[0], bad, requests[2]])
+    assert counts() == before
+
+
+def test_hsm_failure_mid_batch_records_signed_and_failed(authority, monkeypatch):
+    from ca import store
+    from hsm import TokenUnavailable
+
+    issuer = authority.issuer("issuing")
+    real_sign = type(issuer.key).sign
+    calls = {"n": 0}
+
+    def flaky(self, data, algorithm):
+        calls["n"] += 1
+        if calls["n"] > 25:
+            raise TokenUnavailable()
+        return real_sign(self, data, algorithm)
+
+    monkeypatch.setattr(type(issuer.key), "sign", flaky)
+    with authority.readers() as s:
+        failed_before = len(store.list_certificates(s, status="failed"))
+    with pytest.raises(TokenUnavailable):
+        authority.issue_batch("issuing", _requests(authority, 40), chunk_size=10)
+    with authority.readers() as s:
+        failed = store.list_certificates(s, status="failed")
+        pending = store.list_certificates(s, status="pending")
+    # 25 signed and stored; every other reservation is marked failed, none left pending.
+    assert len(failed) - failed_before == 15
+    assert pending == []
