@@ -25,7 +25,6 @@ from ca.errors import (
     InvalidRequest,
     KeyLocked,
     LintFailed,
-    NotFound,
     PinIncorrect,
     StateConflict,
 )
@@ -37,7 +36,6 @@ from ca.issuance import (
     check_lint,
     check_request,
     lint_only_key,
-    lint_or_refuse,
     load_csr,
     new_serial,
     normalize_serial,
@@ -56,7 +54,7 @@ from ca.models import (
     OfficialKeyRecord,
     OfficialRecord,
 )
-from ca.profiles import ProfileRegistry, format_subject, key_spec_of
+from ca.profiles import ProfileRegistry, format_subject
 
 # RFC 5280 5.3.1 reason codes by the names people type (removeFromCRL is not a reason to revoke).
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -245,7 +243,7 @@ class Authority:
 
             # Lint before the HSM makes a key: with a probe key of the same spec in its place.
             if issuer is not None:
-                lint_or_refuse(build(request), issuer.key)
+                self._lint(issuer, [build(request)], actor, issuer.name)
             else:
                 probe = throwaway_key(key_spec)
                 der = build(request).sign(probe, signature_hash(probe)).public_bytes(
@@ -806,10 +804,6 @@ class Authority:
         with self.readers() as s:
             return store.get_certificate(s, normalize_serial(serial))
 
-    def ca_name_of(self, record: CertificateRecord) -> str:
-        with self.readers() as s:
-            return store.get_ca_by_id(s, record.ca_id).name
-
 
 @dataclass
 class _Chunk:
@@ -877,15 +871,9 @@ def _seal_aad(official_id: int, key_id: int) -> bytes:
     return f"kyso-official-key:{official_id}:{key_id}".encode()
 
 
-_probe_keys: dict[str, CertificatePublicKeyTypes] = {}
-
-
 def _probe_key(spec: str) -> CertificatePublicKeyTypes:
     """A public key of the given spec, to validate a request before the HSM makes the real one."""
-    if spec not in _probe_keys:
-        _probe_keys[spec] = throwaway_key(spec).public_key()  # type: ignore[assignment]
-    return _probe_keys[spec]
+    return throwaway_key(spec).public_key()  # type: ignore[return-value]
 
 
-__all__ = ["Authority", "IssuedCertificate", "NewOfficial", "NotFound", "parse_reason",
-           "key_spec_of"]
+__all__ = ["Authority", "IssuedCertificate", "NewOfficial", "parse_reason"]

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from ca.errors import InvalidCSR, InvalidRequest, LintFailed
-from ca.profiles import Profile, key_spec_of
+from ca.profiles import Profile
 
 if TYPE_CHECKING:  # pkilint is heavy to import: only issuing commands load it
     from ca.lint import LintReport
@@ -357,15 +357,6 @@ def validity_window(
     return not_before, not_after
 
 
-def lint_or_refuse(builder: x509.CertificateBuilder, issuer_key: object) -> bytes:
-    """Sign with a lint-only stand-in for the issuer key, lint, and refuse on any error."""
-    from ca.lint import lint_certificate
-
-    lint_cert = builder.sign(lint_only_key(issuer_key), signature_hash(issuer_key))
-    der = lint_cert.public_bytes(serialization.Encoding.DER)
-    return check_lint(der, lint_certificate(der))
-
-
 def check_lint(der: bytes, report: LintReport) -> bytes:
     """Refuse on any ERROR or FATAL finding; the message lists them for the operator."""
     if not report.ok:
@@ -410,8 +401,6 @@ __all__ = [
     "PublicationUrls",
     "build_certificate",
     "check_request",
-    "key_spec_of",
-    "lint_or_refuse",
     "load_csr",
     "new_serial",
     "normalize_serial",
