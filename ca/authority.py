@@ -70,6 +70,9 @@ REASONS: dict[str, x509.ReasonFlags] = {
 }
 
 
+LINT_AHEAD = 2
+
+
 def parse_reason(text: str) -> x509.ReasonFlags:
     key = text.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
     if key not in REASONS:
@@ -346,8 +349,8 @@ class Authority:
         """Issue several certificates, Boulder's way.
 
         Every request is checked (profile, subject, key, validity) before anything is stored.
-        Then chunk by chunk: the chunk is linted -- in worker processes, while the previous
-        chunk is being signed -- and only then its reservations (serial, request, lint
+        Then chunk by chunk: the chunk is linted -- in worker processes, ahead of the chunks
+        being reserved, signed and stored -- and only then its reservations (serial, request, lint
         certificate, audit entry) commit in one transaction, the HSM signs, and the
         certificates commit in a second one; a crash after a signature always leaves a record
         to revoke. A lint refusal issues nothing of its chunk or later ones; `LintFailed.issued`
@@ -361,7 +364,8 @@ class Authority:
                                                                            strict=True)]
         parts = [slice(i, i + chunk_size) for i in range(0, len(prepared), chunk_size)]
         issued: list[IssuedCertificate] = []
-        pending = self._start_lint(issuer, builders[parts[0]]) if parts else None
+        # Lint runs LINT_AHEAD chunks ahead, so the lint workers never wait for this thread.
+        linting = [self._start_lint(issuer, builders[part]) for part in parts[:LINT_AHEAD]]
         # One signing thread: the HSM signs chunk k (C_Sign releases the GIL) while this
         # thread lints, reserves and stores around it. Still one signature at a time.
         signer = ThreadPoolExecutor(1, thread_name_prefix="kyso-sign") if len(parts) > 1 \
@@ -370,7 +374,8 @@ class Authority:
         try:
             for k, part in enumerate(parts):
                 try:
-                    lint_ders = self._finish_lint(pending, len(prepared[part]), actor, ca_name)
+                    lint_ders = self._finish_lint(linting[k], len(prepared[part]), actor,
+                                                  ca_name)
                 except LintFailed as exc:
                     for chunk in in_flight:
                         issued += self._store(chunk, actor)
@@ -381,8 +386,8 @@ class Authority:
                                         "issued before the refusal")
                         exc.args = (exc.message,)
                     raise
-                if k + 1 < len(parts):
-                    pending = self._start_lint(issuer, builders[parts[k + 1]])
+                if k + LINT_AHEAD < len(parts):
+                    linting.append(self._start_lint(issuer, builders[parts[k + LINT_AHEAD]]))
                 chunk = _Chunk(issuer, prepared[part], serials[part], builders[part], lint_ders)
                 self._reserve(chunk, now, actor)
                 chunk.signing = (signer.submit(self._sign, chunk) if signer is not None
@@ -506,7 +511,8 @@ class Authority:
         not_before, not_after = validity_window(
             request.profile, request.validity_days, now, self.backdate, issuer
         )
-        return _Prepared(request, key_spec, not_before, not_after)
+        return _Prepared(request, key_spec, not_before, not_after,
+                         format_subject(request.subject))
 
     def _audit_failure(self, actor: str, action: str, obj: str, exc: CAError) -> None:
         with self.sessions.begin() as s:
@@ -831,10 +837,7 @@ class _Prepared:
     key_spec: str
     not_before: datetime
     not_after: datetime
-
-    @property
-    def subject_text(self) -> str:
-        return format_subject(self.request.subject)
+    subject_text: str
 
     def reservation(self, ca_id: int, serial: str, lint_der: bytes | None, now: datetime) -> (
         store.Reservation

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pkilint import loader, pkix
-from pkilint.document import Document
+from pkilint.document import Document, NodeVisitor, PDUNode
 from pkilint.pkix import certificate, crl, extension, name, ocsp
 from pkilint.validation import (
     DecodingValidator,
     ValidationResult,
     Validator,
+    ValidatorContainer,
 )
 
 __all__ = [
@@ -205,3 +206,57 @@ def warm_up() -> None:
     """Build all validator trees now (e.g. at CA start-up) instead of on first use."""
     for linter in (_CERTIFICATE, _CRL, _OCSP_RESPONSE):
         _ = linter.validator
+
+
+# -- speed: ask only the validators that can match a node ------------------------------------
+#
+# pkilint's ValidatorContainer asks every validator whether it matches every node (about 5,500
+# calls per certificate). A validator using NodeVisitor's own match() says no at once when the
+# node's path, path pattern or ASN.1 class differs from what it is bound to. Those three depend
+# only on (path, class of the node's value), so the candidates are computed once per such pair;
+# a candidate with further conditions (supertype, predicate, its own match()) still runs its
+# full match(): same validators, same order, same findings.
+# tests/ca/test_lint.py compares our findings with pkilint's own command line, which runs
+# unpatched in a separate process.
+
+_BASE_MATCH = NodeVisitor.match
+
+
+def _may_match(v: Validator, path: str, pdu_type: type) -> bool:
+    if type(v).match is not _BASE_MATCH:
+        return True
+    if v._path is not None and v._path != path:
+        return False
+    if v._path_re is not None and v._path_re.match(path) is None:
+        return False
+    return v._pdu_class is None or issubclass(pdu_type, v._pdu_class)
+
+
+def _settled(v: Validator) -> bool:
+    """True when _may_match already decided everything NodeVisitor.match would check."""
+    return type(v).match is _BASE_MATCH and v._pdu_supertype is None and v._predicate is None
+
+
+def _validate_rec(self: ValidatorContainer, node: PDUNode, results: list[ValidationResult]) -> (
+    None
+):
+    index = self.__dict__.get("_kyso_candidates")
+    if index is None:
+        index = self.__dict__["_kyso_candidates"] = {}
+    key = (node.path, type(node.pdu))
+    candidates = index.get(key)
+    if candidates is None:
+        candidates = index[key] = [(v, _settled(v)) for v in self.validators
+                                   if _may_match(v, *key)]
+    for v, settled in candidates:
+        if settled or v.match(node):
+            result = v.validate_wrapper(node)
+            if isinstance(result, list):
+                results += result
+            else:
+                results.append(result)
+    for child_node in node.children.values():
+        self._validate_rec(child_node, results)
+
+
+ValidatorContainer._validate_rec = _validate_rec  # type: ignore[method-assign]
