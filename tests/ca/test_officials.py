@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11_tool import list_objects
 
 from ca import store
 from ca.errors import InvalidRequest, KeyLocked, PinIncorrect, StateConflict
@@ -169,12 +168,7 @@ def test_bad_official_data_touches_nothing(authority, ca_softhsm, counts):
 def _objects(softhsm) -> str:  # type: ignore[no-untyped-def]
     from ca_test_constants import USER_PIN
 
-    proc = subprocess.run(
-        ["pkcs11-tool", "--module", softhsm.module, "--token-label", softhsm.label,
-         "--login", "--pin", USER_PIN, "--list-objects"],
-        env=softhsm.env(), capture_output=True, text=True, check=True, timeout=30,
-    )
-    return proc.stdout
+    return list_objects(softhsm.module, softhsm.label, USER_PIN, softhsm.env())
 
 
 def test_certificate_public_key_matches_the_stored_key(authority, kyso_app):

@@ -3,27 +3,14 @@ and no official's key stored in it."""
 
 from __future__ import annotations
 
-import subprocess
-
 from ca_test_constants import USER_PIN
+from pkcs11_tool import list_objects, parse_objects
 
 from ca import store
 
 
 def _objects(softhsm) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    listing = subprocess.run(
-        ["pkcs11-tool", "--module", softhsm.module, "--token-label", softhsm.label,
-         "--login", "--pin", USER_PIN, "--list-objects"],
-        env=softhsm.env(), capture_output=True, text=True, check=True, timeout=30,
-    ).stdout
-    objects: list[dict[str, str]] = []
-    for line in listing.splitlines():
-        if line and not line.startswith(" ") and "Object;" in line:
-            objects.append({"kind": line.strip()})
-        elif objects and ":" in line:
-            key, _, value = line.strip().partition(":")
-            objects[-1][key.strip()] = value.strip()
-    return objects
+    return parse_objects(list_objects(softhsm.module, softhsm.label, USER_PIN, softhsm.env()))
 
 
 def test_ca_keys_are_sensitive_and_never_extractable(kyso_app, ca_softhsm):

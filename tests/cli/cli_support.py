@@ -18,6 +18,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from pkcs11_tool import list_objects
+
 BIN = Path(sys.executable).parent
 KYSO = BIN / "kyso"
 LINT_PKIX_CERT = BIN / "lint_pkix_cert"
@@ -146,13 +148,7 @@ class KysoData:
     def token_objects(self) -> str:
         """pkcs11-tool's (OpenSC) listing of every object on the token, logged in as user."""
         env = dict(self.env, SOFTHSM2_CONF=str(self.softhsm_conf))
-        proc = subprocess.run(
-            ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "kyso", "--login",
-             "--pin", self.user_pin, "--list-objects"],
-            capture_output=True, text=True, env=env, timeout=60,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        return list_objects(SOFTHSM_MODULE, "kyso", self.user_pin, env)
 
 
 def base_env() -> dict[str, str]:

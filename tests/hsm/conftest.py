@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hsm_test_constants import MAIN_LABEL, SO_PIN, USER_PIN
+from pkcs11_tool import list_objects, parse_objects
 
 from hsm import KeySpec, SoftHsmToken, Token, create_softhsm_token
 
@@ -38,28 +38,8 @@ def keys(token: Token) -> dict[str, object]:
     }
 
 
-def _list_objects(softhsm: SoftHsmToken, label: str = MAIN_LABEL) -> str:
-    """pkcs11-tool's view of the token: an independent check of what we stored."""
-    proc = subprocess.run(
-        ["pkcs11-tool", "--module", softhsm.module, "--token-label", label,
-         "--login", "--pin", USER_PIN, "--list-objects"],
-        env=softhsm.env(), capture_output=True, text=True, check=True, timeout=30,
-    )
-    return proc.stdout
-
-
-def _parse_objects(listing: str) -> list[dict[str, str]]:
-    objects: list[dict[str, str]] = []
-    for line in listing.splitlines():
-        if line and not line.startswith(" ") and "Object;" in line:
-            objects.append({"kind": line.strip()})
-        elif objects and ":" in line:
-            key, _, value = line.strip().partition(":")
-            objects[-1][key.strip()] = value.strip()
-    return objects
-
-
 @pytest.fixture
 def token_objects(softhsm: SoftHsmToken):
     """Callable returning the main token's objects as pkcs11-tool lists them (parsed)."""
-    return lambda: _parse_objects(_list_objects(softhsm))
+    return lambda: parse_objects(list_objects(softhsm.module, MAIN_LABEL, USER_PIN,
+                                              softhsm.env()))
