@@ -12,6 +12,28 @@ from sqlalchemy.orm import Session
 from ca.models import AuditEventRecord
 
 
+def entry(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    obj: str,
+    outcome: str = "success",
+    details: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """One audit row as column values (for bulk inserts and for `record`)."""
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "object": obj,
+        "outcome": outcome,
+        "request_id": request_id,
+        "details": json.dumps(details, ensure_ascii=False, sort_keys=True) if details else None,
+    }
+
+
 def record(
     session: Session,
     *,
@@ -24,14 +46,9 @@ def record(
     clock: Callable[[], datetime] | None = None,
 ) -> AuditEventRecord:
     """Append an event to `session`; it commits (or rolls back) with the act it records."""
-    event = AuditEventRecord(
-        at=(clock or (lambda: datetime.now(UTC)))(),
-        actor=actor,
-        action=action,
-        object=obj,
-        outcome=outcome,
-        request_id=request_id,
-        details=json.dumps(details, ensure_ascii=False, sort_keys=True) if details else None,
-    )
+    event = AuditEventRecord(**entry(
+        at=(clock or (lambda: datetime.now(UTC)))(), actor=actor, action=action, obj=obj,
+        outcome=outcome, details=details, request_id=request_id,
+    ))
     session.add(event)
     return event

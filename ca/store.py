@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ca import audit
 from ca.errors import NotFound
 from ca.models import (
     AuditEventRecord,
@@ -78,11 +78,10 @@ def reserve_certificates(
         for r, request_id in zip(reservations, ids, strict=True)
     ])
     conn.execute(insert(_AUDIT), [
-        {"at": r.created_at, "actor": actor, "action": "certificate.issue",
-         "object": f"cert:{r.serial}", "outcome": "approved", "request_id": None,
-         "details": json.dumps({"ca": ca_name, "profile": r.profile, "subject": r.subject,
-                                "kind": r.kind, "predecessor_id": r.predecessor_id},
-                               ensure_ascii=False, sort_keys=True)}
+        audit.entry(at=r.created_at, actor=actor, action="certificate.issue",
+                    obj=f"cert:{r.serial}", outcome="approved",
+                    details={"ca": ca_name, "profile": r.profile, "subject": r.subject,
+                             "kind": r.kind, "predecessor_id": r.predecessor_id})
         for r in reservations
     ])
 
@@ -106,8 +105,8 @@ def fail_certificates(conn: Connection, serials: Sequence[str], *, actor: str, e
         return
     conn.execute(update(_CERTS).where(_CERTS.c.serial.in_(serials)).values(status="failed"))
     conn.execute(insert(_AUDIT), [
-        {"at": now, "actor": actor, "action": "certificate.issue", "object": f"cert:{serial}",
-         "outcome": "failure", "request_id": None, "details": json.dumps({"error": error})}
+        audit.entry(at=now, actor=actor, action="certificate.issue", obj=f"cert:{serial}",
+                    outcome="failure", details={"error": error})
         for serial in serials
     ])
 
@@ -133,10 +132,6 @@ def get_ca_by_id(session: Session, ca_id: int) -> CARecord:
     if record is None:
         raise NotFound(f"no CA with id {ca_id}")
     return record
-
-
-def count_cas(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(CARecord)) or 0
 
 
 def find_certificate(session: Session, serial: str, *, for_update: bool = False) -> (
@@ -212,13 +207,6 @@ def active_official_key(session: Session, official_id: int) -> OfficialKeyRecord
     ).first()
     if record is None:
         raise NotFound(f"official {official_id} has no active signing key")
-    return record
-
-
-def get_official_key(session: Session, key_id: int) -> OfficialKeyRecord:
-    record = session.get(OfficialKeyRecord, key_id)
-    if record is None:
-        raise NotFound(f"no official key with id {key_id}")
     return record
 
 
