@@ -74,7 +74,7 @@ class LintReport:
 # These mirror, line for line, what pkilint's own CLIs build (pkilint/bin/lint_pkix_cert.py,
 # lint_crl.py with "-p PKIX", lint_ocsp_response.py), so in-process results agree with the CLI.
 # Each tree is built once and cached (building costs ~0.2-0.6 ms, a sizeable fraction of the
-# ~2.4 ms a certificate lint takes; the rest is pkilint's decode and tree walk).  The validator
+# ~1.5 ms a certificate lint takes; the rest is pkilint's decode and tree walk).  The validator
 # trees hold only configuration (no per-document state): all per-document state lives on the
 # Document/PDUNode objects created per call, so one tree can be used from many threads.
 
@@ -161,7 +161,28 @@ class _Linter:
                 validator="loader",
             )
             return LintReport((finding,))
-        return LintReport(tuple(_convert(validator.validate(doc.root))))
+        report = LintReport(tuple(_convert(validator.validate(doc.root))))
+        _release(doc)
+        return report
+
+
+def _release(doc: Document) -> None:
+    """Take a linted document apart once its findings are copied out.
+
+    Each PDUNode points to its parent and its document, which point back: every linted
+    document would otherwise be cyclic garbage, left for the cycle collector (about a tenth of
+    a lint's time, plus its traversals of everything else in the process). Emptied, the nodes
+    are freed at once by reference counting. The findings are already plain strings."""
+    stack = [doc.root]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        children = node.__dict__.get("children")
+        if children:
+            stack.extend(children.values())
+        node.__dict__.clear()
+    doc.__dict__.clear()
 
 
 def _convert(results: Iterable[ValidationResult]) -> Iterable[LintFinding]:
@@ -216,14 +237,81 @@ def warm_up() -> None:
 # only on (path, class of the node's value), so the candidates are computed once per such pair;
 # a candidate with further conditions (supertype, predicate, its own match()) still runs its
 # full match(): same validators, same order, same findings.
+# A few pkilint validators override match() but begin it with `super().match(node)` (refusing
+# when that refuses): NodeVisitor's checks are then a precondition of their match(), so they are
+# narrowed the same way and their own match() runs in full on the remaining candidates. Which
+# overrides qualify is read from their source (see _checks_super_first), never assumed.
 # tests/ca/test_lint.py compares our findings with pkilint's own command line, which runs
 # unpatched in a separate process.
 
 _BASE_MATCH = NodeVisitor.match
 
 
+def _checks_super_first(fn: object) -> bool:
+    """True if `fn` is a match(self, node) whose first statement refuses when
+    ``super().match(node)`` does: ``if not super().match(node): return False`` or
+    ``return super().match(node) and ...``."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))  # type: ignore[arg-type]
+    except (OSError, TypeError, SyntaxError):
+        return False
+    func = tree.body[0] if tree.body else None
+    if not isinstance(func, ast.FunctionDef) or len(func.args.args) != 2 or not func.body:
+        return False
+    node_arg = func.args.args[1].arg
+
+    def is_super_match(e: ast.expr) -> bool:
+        return (isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute)
+                and e.func.attr == "match" and isinstance(e.func.value, ast.Call)
+                and isinstance(e.func.value.func, ast.Name) and e.func.value.func.id == "super"
+                and not e.func.value.args and not e.keywords and len(e.args) == 1
+                and isinstance(e.args[0], ast.Name) and e.args[0].id == node_arg)
+
+    first = func.body[0]
+    if isinstance(first, ast.If):
+        t = first.test
+        return (isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not)
+                and is_super_match(t.operand) and len(first.body) == 1 and not first.orelse
+                and isinstance(first.body[0], ast.Return)
+                and isinstance(first.body[0].value, ast.Constant)
+                and first.body[0].value.value is False)
+    if isinstance(first, ast.Return) and isinstance(first.value, ast.BoolOp):
+        return isinstance(first.value.op, ast.And) and is_super_match(first.value.values[0])
+    return False
+
+
+_prefilterable: dict[type, bool] = {}
+_super_first: dict[object, bool] = {}
+
+
+def _base_checks_apply(cls: type) -> bool:
+    """True when NodeVisitor.match's checks are a precondition of cls.match: every match() on
+    the way down the MRO to NodeVisitor's checks super().match(node) first."""
+    known = _prefilterable.get(cls)
+    if known is None:
+        known = False
+        for klass in cls.__mro__:
+            fn = klass.__dict__.get("match")
+            if fn is None:
+                continue
+            if fn is _BASE_MATCH:
+                known = True
+                break
+            ok = _super_first.get(fn)
+            if ok is None:
+                ok = _super_first[fn] = _checks_super_first(fn)
+            if not ok:
+                break
+        _prefilterable[cls] = known
+    return known
+
+
 def _may_match(v: Validator, path: str, pdu_type: type) -> bool:
-    if type(v).match is not _BASE_MATCH:
+    if not _base_checks_apply(type(v)):
         return True
     if v._path is not None and v._path != path:
         return False
@@ -237,17 +325,21 @@ def _settled(v: Validator) -> bool:
     return type(v).match is _BASE_MATCH and v._pdu_supertype is None and v._predicate is None
 
 
-def _validate_rec(self: ValidatorContainer, node: PDUNode, results: list[ValidationResult]) -> (
-    None
-):
+def _candidates(self: ValidatorContainer, key: tuple[str, type]) -> list[tuple[Validator, bool]]:
     index = self.__dict__.get("_kyso_candidates")
     if index is None:
         index = self.__dict__["_kyso_candidates"] = {}
+    candidates = index[key] = [(v, _settled(v)) for v in self.validators if _may_match(v, *key)]
+    return candidates
+
+
+def _walk(self: ValidatorContainer, index: dict[tuple[str, type], list[tuple[Validator, bool]]],
+          node: PDUNode, results: list[ValidationResult]) -> None:
+    # == ValidatorContainer._validate_rec, asking only the candidates for (path, value class)
     key = (node.path, type(node.pdu))
     candidates = index.get(key)
     if candidates is None:
-        candidates = index[key] = [(v, _settled(v)) for v in self.validators
-                                   if _may_match(v, *key)]
+        candidates = _candidates(self, key)
     for v, settled in candidates:
         if settled or v.match(node):
             result = v.validate_wrapper(node)
@@ -255,8 +347,40 @@ def _validate_rec(self: ValidatorContainer, node: PDUNode, results: list[Validat
                 results += result
             else:
                 results.append(result)
-    for child_node in node.children.values():
-        self._validate_rec(child_node, results)
+    children = node.children
+    if children:
+        for child_node in children.values():
+            _walk(self, index, child_node, results)
+
+
+def _validate_rec(self: ValidatorContainer, node: PDUNode, results: list[ValidationResult]) -> (
+    None
+):
+    index = self.__dict__.get("_kyso_candidates")
+    if index is None:
+        index = self.__dict__["_kyso_candidates"] = {}
+    _walk(self, index, node, results)
 
 
 ValidatorContainer._validate_rec = _validate_rec  # type: ignore[method-assign]
+
+
+# -- speed: the `validators` package, which pkilint checks URIs, DNS names and e-mail addresses
+# with, looks up the signature of its own functions (inspect.getfullargspec) each time one of them
+# says no -- as its URL check's IP-address tries do for every host name. A function's signature
+# does not change, so it is looked up once; what the checks return is the same.
+
+
+def _cache_validators_argspec() -> None:
+    import functools
+    import inspect
+
+    try:
+        from validators import utils
+    except ImportError:  # pragma: no cover - pkilint depends on validators
+        return
+    if getattr(utils, "getfullargspec", None) is inspect.getfullargspec:
+        utils.getfullargspec = functools.cache(inspect.getfullargspec)
+
+
+_cache_validators_argspec()
