@@ -126,11 +126,13 @@ class Authority:
         pin_max_attempts: int = 5,
         kdf: KdfParams | None = None,
         lint_workers: int = 2,
+        online_token_label: str | None = None,
     ) -> None:
         if backdate > timedelta(minutes=10) or backdate < timedelta(0):
             raise ValueError("backdate must be between 0 and 10 minutes")
         self.sessions = sessions
         self._token_provider = token
+        self._online_label = online_token_label
         self.urls = urls
         self.publish_dir = publish_dir
         self.profiles = profiles or ProfileRegistry()
@@ -155,28 +157,49 @@ class Authority:
     def token(self) -> Any:
         return self._token_provider()
 
-    def issuer(self, ca_name: str) -> Issuer:
-        """The CA's certificate and HSM key, looked up once per process."""
-        with self._issuers_lock:
-            cached = self._issuers.get(ca_name)
-        if cached is not None:
-            return cached
+    def issuer(self, ca_name: str, token: Any | None = None) -> Issuer:
+        """The CA's certificate and HSM key, looked up once per process.
+
+        A CA whose key lives on another token than the online one (an offline root) is only
+        usable with that token opened by the caller -- a key ceremony, with the quorum's PIN.
+        """
+        if token is None:
+            with self._issuers_lock:
+                cached = self._issuers.get(ca_name)
+            if cached is not None:
+                return cached
         with self.readers() as s:
             record = store.get_ca(s, ca_name)
             if record.status != "active":
                 raise StateConflict(f"CA {ca_name} is {record.status} and cannot issue")
             parent = store.get_ca_by_id(s, record.parent_id).name if record.parent_id else None
+            if token is None and not self.is_online(record):
+                raise StateConflict(
+                    f"CA {ca_name} is offline (its key is on token {record.token_label!r}); "
+                    "it signs only in a key ceremony (kyso ceremony run)"
+                )
             found = Issuer(
                 name=record.name,
                 record_id=record.id,
                 certificate=x509.load_der_x509_certificate(record.cert_der),
-                key=self.token.find_key(label=record.key_label),
+                key=(token or self.token).find_key(label=record.key_label),
                 key_spec=record.key_spec,
                 parent_name=parent,
+                online=self.is_online(record),
             )
-        with self._issuers_lock:
-            self._issuers[ca_name] = found
+        if token is None:
+            with self._issuers_lock:
+                self._issuers[ca_name] = found
         return found
+
+    def is_online(self, record: CARecord) -> bool:
+        """Whether the CA's key is on the online token (the one of the settings)."""
+        return record.token_label is None or record.token_label == self.online_token_label
+
+    @property
+    def online_token_label(self) -> str:
+        """The online token's label (from the settings; else asks the opened token)."""
+        return self._online_label or str(self.token.label)
 
     # -- hierarchy ------------------------------------------------------------------------
 
@@ -188,8 +211,17 @@ class Authority:
         key_spec: str = "ec-p384",
         validity_days: int | None = None,
         actor: str = "operator",
-    ) -> CARecord:
-        return self._create_ca(name, subject, None, key_spec, validity_days, None, actor)
+        token: Any | None = None,
+        profile: str = "root-ca",
+        dry_run: bool = False,
+    ) -> CARecord | None:
+        """A self-signed root whose key is made on `token` (default: the online token).
+
+        `dry_run` checks everything (name, profile, key spec, subject, lint with a probe key)
+        without touching the HSM or the database, and returns None.
+        """
+        return self._create_ca(name, subject, None, key_spec, validity_days, None, actor,
+                               token=token, profile_name=profile, dry_run=dry_run)
 
     def create_issuing(
         self,
@@ -201,8 +233,16 @@ class Authority:
         validity_days: int | None = None,
         path_length: int | None = None,
         actor: str = "operator",
-    ) -> CARecord:
-        return self._create_ca(name, subject, parent, key_spec, validity_days, path_length, actor)
+        token: Any | None = None,
+        parent_token: Any | None = None,
+        profile: str = "issuing-ca",
+        dry_run: bool = False,
+    ) -> CARecord | None:
+        """An issuing CA: key made on `token`, certificate signed by `parent` (whose key is on
+        `parent_token` when the parent is offline). `dry_run` as for `create_root`."""
+        return self._create_ca(name, subject, parent, key_spec, validity_days, path_length, actor,
+                               token=token, parent_token=parent_token, profile_name=profile,
+                               dry_run=dry_run)
 
     def _create_ca(
         self,
@@ -213,12 +253,21 @@ class Authority:
         validity_days: int | None,
         path_length: int | None,
         actor: str,
-    ) -> CARecord:
+        *,
+        token: Any | None = None,
+        parent_token: Any | None = None,
+        profile_name: str | None = None,
+        dry_run: bool = False,
+    ) -> CARecord | None:
         from hsm import KeySpec
 
         if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 64:
             raise InvalidRequest("a CA name uses letters, digits, '-' and '_' (at most 64)")
-        profile = self.profiles.get("issuing-ca" if parent else "root-ca")
+        profile = self.profiles.get(profile_name or ("issuing-ca" if parent else "root-ca"))
+        if profile.kind != ("ca" if parent else "root"):
+            raise InvalidRequest(
+                f"profile {profile.name} is for {profile.kind} certificates, not for "
+                + ("an issuing CA" if parent else "a root CA"))
         subject = profile.build_subject(subject_text)
         if key_spec not in profile.allowed_keys:
             raise InvalidRequest(
@@ -228,7 +277,12 @@ class Authority:
         with self.readers() as s:
             if store.find_ca(s, name) is not None:
                 raise AlreadyExists(f"a CA named {name!r} already exists")
-        issuer = self.issuer(parent) if parent else None
+        if parent is None:
+            issuer = None
+        elif dry_run:
+            issuer = self.issuer_preview(parent)
+        else:
+            issuer = self.issuer(parent, parent_token)
         label = f"ca-{name}"
         now = self.clock()
         request = ApprovedRequest(profile=profile, subject=subject,
@@ -252,7 +306,10 @@ class Authority:
                 der = build(request).sign(probe, signature_hash(probe)).public_bytes(
                     serialization.Encoding.DER)
                 check_lint(der, lint_certificate(der))
-        key = self.token.generate_key_pair(KeySpec.parse(key_spec), label)
+        if dry_run:
+            return None
+        key_token = token or self.token
+        key = key_token.generate_key_pair(KeySpec.parse(key_spec), label)
         signer = issuer.key if issuer else key
         cert = build(replace(request, public_key=key.public_key())).sign(
             signer, signature_hash(signer))
@@ -265,6 +322,7 @@ class Authority:
                 parent_id=issuer.record_id if issuer else None,
                 kind="issuing" if parent else "root",
                 key_label=label,
+                token_label=str(key_token.label),
                 key_spec=key_spec,
                 subject=format_subject(subject),
                 serial=serial_hex(cert.serial_number),
@@ -281,6 +339,87 @@ class Authority:
                          clock=self.clock)
         self.publish_ca(record)
         return record
+
+    def issuer_preview(self, ca_name: str) -> Issuer:
+        """The CA as issuance sees it, with only its public key: for checks and lint drafts
+        that must not touch the HSM (an offline CA included)."""
+        with self.readers() as s:
+            record = store.get_ca(s, ca_name)
+            if record.status != "active":
+                raise StateConflict(f"CA {ca_name} is {record.status} and cannot issue")
+            cert = x509.load_der_x509_certificate(record.cert_der)
+            return Issuer(name=record.name, record_id=record.id, certificate=cert,
+                          key=_PublicOnly(cert.public_key()),  # type: ignore[arg-type]
+                          key_spec=record.key_spec, online=self.is_online(record))
+
+    def check_issue(self, ca_name: str, request: ApprovedRequest) -> None:
+        """Everything `issue` checks before its reservation (profile, subject, key, validity,
+        lint of a draft), without the HSM or the database changing."""
+        issuer = self.issuer_preview(ca_name)
+        prepared = self._prepare(issuer, request, self.clock())
+        if self.lint:
+            self._lint(issuer, [self._builder(issuer, prepared, new_serial())], "check",
+                       ca_name)
+
+    def cross_sign(
+        self,
+        signer_ca: str,
+        certificate: x509.Certificate,
+        *,
+        profile: str = "issuing-ca",
+        validity_days: int | None = None,
+        path_length: int | None = None,
+        signer_token: Any | None = None,
+        actor: str = "operator",
+        dry_run: bool = False,
+    ) -> x509.Certificate | None:
+        """A certificate for another CA's subject and key, signed by `signer_ca`: recorded
+        (pending, with its lint draft) before the HSM signs, then stored as valid."""
+        prof = self.profiles.get(profile)
+        if prof.kind != "ca":
+            raise InvalidRequest(f"profile {prof.name} is not a CA profile")
+        try:
+            constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.value.ca:
+            raise InvalidRequest("the certificate to cross-sign is not a CA certificate")
+        issuer = self.issuer_preview(signer_ca) if dry_run else self.issuer(signer_ca,
+                                                                            signer_token)
+        request = ApprovedRequest(profile=prof, subject=prof.build_subject(certificate.subject),
+                                  public_key=certificate.public_key(),  # type: ignore[arg-type]
+                                  validity_days=validity_days, kind="ca",
+                                  path_length=path_length)
+        key_spec = prof.check_public_key(request.public_key)
+        now = self.clock()
+        not_before, not_after = validity_window(prof, validity_days, now, self.backdate, issuer)
+        serial_number = new_serial()
+        builder = build_certificate(request, serial=serial_number, not_before=not_before,
+                                    not_after=not_after, issuer=issuer, urls=self.urls)
+        lint_der = self._lint(issuer, [builder], actor, signer_ca)[0]
+        if dry_run:
+            return None
+        serial = serial_hex(serial_number)
+        with self.sessions.begin() as s:
+            s.add(CertificateRecord(
+                serial=serial, ca_id=issuer.record_id, profile=prof.name,
+                subject=format_subject(request.subject), organization=None, key_spec=key_spec,
+                spki_sha256=spki_sha256(request.public_key), status="pending",
+                not_before=not_before, not_after=not_after, lint_der=lint_der,
+                created_at=now))
+            audit.record(s, actor=actor, action="certificate.cross-sign", obj=f"cert:{serial}",
+                         details={"signer": signer_ca, "subject": format_subject(
+                             request.subject)}, clock=self.clock)
+        cert = builder.sign(issuer.key, signature_hash(issuer.key))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if self.lint:
+            from ca.lint import lint_certificate
+
+            check_lint(der, lint_certificate(der))
+        with self.sessions.begin() as s:
+            rec = store.get_certificate(s, serial, for_update=True)
+            rec.status, rec.cert_der, rec.issued_at = "valid", der, self.clock()
+        return cert
 
     def publish_ca(self, record: CARecord) -> Path:
         """Write the CA certificate as DER (.crt) and PEM (.pem) under publish_dir/ca/."""
@@ -332,11 +471,10 @@ class Authority:
             approved_by=actor,
         )
 
-    def issue(self, ca_name: str, request: ApprovedRequest, *, actor: str = "operator") -> (
-        IssuedCertificate
-    ):
+    def issue(self, ca_name: str, request: ApprovedRequest, *, actor: str = "operator",
+              issuer_token: Any | None = None) -> IssuedCertificate:
         """Boulder's two steps: lint and store the reservation, then sign once with the HSM."""
-        return self.issue_batch(ca_name, [request], actor=actor)[0]
+        return self.issue_batch(ca_name, [request], actor=actor, issuer_token=issuer_token)[0]
 
     def issue_batch(
         self,
@@ -345,6 +483,7 @@ class Authority:
         *,
         actor: str = "operator",
         chunk_size: int = 100,
+        issuer_token: Any | None = None,
     ) -> list[IssuedCertificate]:
         """Issue several certificates, Boulder's way.
 
@@ -356,7 +495,7 @@ class Authority:
         to revoke. A lint refusal issues nothing of its chunk or later ones; `LintFailed.issued`
         lists what earlier chunks issued.
         """
-        issuer = self.issuer(ca_name)
+        issuer = self.issuer(ca_name, issuer_token)
         now = self.clock()
         prepared = [self._prepare(issuer, request, now) for request in requests]
         serials = [new_serial() for _ in prepared]
@@ -769,6 +908,7 @@ class Authority:
             if rec.status == "failed":
                 raise StateConflict(f"certificate {serial} was never signed")
             rec.status = "revoked"
+            rec.status_changed_at = self._status_change_time(s, rec.ca_id)
             # A certificate on hold keeps its original revocation time (RFC 5280 5.3.2 / X.509).
             if rec.revoked_at is None or rec.revocation_reason != "certificateHold":
                 rec.revoked_at = now
@@ -776,7 +916,14 @@ class Authority:
             rec.invalidity_date = invalidity_date
             audit.record(s, actor=actor, action="certificate.revoke", obj=f"cert:{serial}",
                          details={"reason": flag.value}, clock=self.clock)
+            store.ocsp_certificate_changed(s, rec.ca_id, serial, self.clock())  # OCSP
             return rec
+
+    def _status_change_time(self, s: Session, ca_id: int) -> datetime:
+        """Lock the CA row, then read the clock: a CRL made under the same lock either sees
+        this change or has an earlier thisUpdate, so no change falls between two CRLs."""
+        store.lock_ca(s, ca_id)
+        return self.clock()
 
     def hold(self, serial: str, *, actor: str = "operator") -> CertificateRecord:
         serial = normalize_serial(serial)
@@ -787,10 +934,11 @@ class Authority:
                     f"certificate {serial} is {rec.status}; only a valid certificate can be held"
                 )
             rec.status = "hold"
-            rec.revoked_at = self.clock()
+            rec.revoked_at = rec.status_changed_at = self._status_change_time(s, rec.ca_id)
             rec.revocation_reason = x509.ReasonFlags.certificate_hold.value
             audit.record(s, actor=actor, action="certificate.hold", obj=f"cert:{serial}",
                          clock=self.clock)
+            store.ocsp_certificate_changed(s, rec.ca_id, serial, self.clock())  # OCSP
             return rec
 
     def release(self, serial: str, *, actor: str = "operator") -> CertificateRecord:
@@ -802,8 +950,10 @@ class Authority:
             rec.status = "valid"
             rec.revoked_at = None
             rec.revocation_reason = None
+            rec.status_changed_at = self._status_change_time(s, rec.ca_id)
             audit.record(s, actor=actor, action="certificate.release", obj=f"cert:{serial}",
                          clock=self.clock)
+            store.ocsp_certificate_changed(s, rec.ca_id, serial, self.clock())  # OCSP
             return rec
 
     def certificate(self, serial: str) -> CertificateRecord:
@@ -872,6 +1022,19 @@ _OID = {
 def _seal_aad(official_id: int, key_id: int) -> bytes:
     # Binds a sealed key to its row: swapping blobs between officials fails to open.
     return f"kyso-official-key:{official_id}:{key_id}".encode()
+
+
+class _PublicOnly:
+    """Stands in for a CA key in drafts: knows its public half, refuses to sign."""
+
+    def __init__(self, public: Any) -> None:
+        self._public = public
+
+    def public_key(self) -> Any:
+        return self._public
+
+    def sign(self, *args: Any, **kwargs: Any) -> bytes:
+        raise StateConflict("this CA key is not available here (drafts only)")
 
 
 def _probe_key(spec: str) -> CertificatePublicKeyTypes:

@@ -78,3 +78,11 @@ class KeyLocked(CAError):
 class AlreadyExists(CAError):
     code = "already_exists"
     http_status = 409
+
+
+class CeremonyRefused(CAError):
+    """A key ceremony file, its inputs or its quorum shares do not allow it to run (checked
+    before the HSM is touched); the message says what to fix."""
+
+    code = "ceremony_refused"
+    http_status = 422

@@ -38,9 +38,14 @@ class PublicationUrls:
     """Where relying parties fetch CRLs, CA certificates and OCSP answers (from settings)."""
 
     base_url: str
+    # Online CAs publish delta CRLs: their certificates then name them (Freshest CRL).
+    delta_crls: bool = False
 
     def crl(self, ca_name: str) -> str:
         return f"{self.base_url.rstrip('/')}/crl/{ca_name}.crl"
+
+    def delta_crl(self, ca_name: str) -> str:
+        return f"{self.base_url.rstrip('/')}/crl/delta/{ca_name}.crl"
 
     def ca_issuers(self, ca_name: str) -> str:
         return f"{self.base_url.rstrip('/')}/ca/{ca_name}.crt"
@@ -59,6 +64,7 @@ class Issuer:
     key: CertificateIssuerPrivateKeyTypes
     key_spec: str
     parent_name: str | None = None
+    online: bool = True  # its key is on the online token: it publishes CRLs on its own
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ def normalize_serial(text: str) -> str:
 
 
 def signature_hash(key: object) -> hashes.HashAlgorithm:
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
+                      | rsa.RSAPrivateKey | rsa.RSAPublicKey) and hasattr(key, "public_key"):
+        key = key.public_key()  # a stand-in that only knows the public half
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
     return hashes.SHA256()
@@ -312,6 +321,13 @@ def build_certificate(
             ),
             critical=False,
         )
+        if urls.delta_crls and issuer.online:
+            builder = builder.add_extension(
+                x509.FreshestCRL([x509.DistributionPoint(
+                    [x509.UniformResourceIdentifier(urls.delta_crl(issuer.name))],
+                    None, None, None)]),
+                critical=False,
+            )
     if issuer is not None:
         access = []
         if profile.include_ocsp_url:

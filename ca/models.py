@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,6 +55,9 @@ class CARecord(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cas.id"))
     kind: Mapped[str] = mapped_column(String(16))  # root | issuing
     key_label: Mapped[str] = mapped_column(String(128))
+    # The token holding the key; None: the online token of the settings. An offline root's
+    # token is opened only in a key ceremony, with the quorum's activation PIN.
+    token_label: Mapped[str | None] = mapped_column(String(64))
     key_spec: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(Text)
     serial: Mapped[str] = mapped_column(String(64))
@@ -139,6 +144,8 @@ class CertificateRecord(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
     invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Last revoke / hold / release: what a delta CRL (and a CRL refresh) looks for.
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -158,3 +165,113 @@ class AuditEventRecord(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[str | None] = mapped_column(Text)
+    # The hash chain (ca/audit.py): position from 1, the previous entry's hash (64 zeros for
+    # the first), and SHA-256 over this entry's canonical encoding including both.
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("seq", name="uq_audit_events_seq"),)
+
+
+class AuditHeadRecord(Base):
+    """The chain head: one row (id 1) with the seq and hash of the last entry (0 / 64 zeros
+    before the first). Appends lock it, so entries get their places one writer at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditSealRecord(Base):
+    """The chain head at `seq` (its `hash`), signed with the audit key in the HSM."""
+
+    __tablename__ = "audit_seals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    key_label: Mapped[str] = mapped_column(String(128))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(16))  # interval | ceremony | manual
+
+
+class QuorumRecord(Base):
+    """The k-of-n split of a token's activation secret: public checks only, never a share.
+
+    `shares` is JSON: [{"index", "custodian", "commitment"}] where commitment is
+    SHA-256(salt || index || share); `secret_check` is SHA-256(salt || secret).
+    """
+
+    __tablename__ = "quorums"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_label: Mapped[str] = mapped_column(String(64), unique=True)
+    ceremony: Mapped[str] = mapped_column(String(128))
+    threshold: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_check: Mapped[str] = mapped_column(String(64))
+    shares: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CrlRecord(Base):
+    """A signed CRL; a number is never used twice, except by the full CRL and the delta CRL
+    issued together with it (RFC 5280 5.2.3): (ca_id, number, kind) is unique."""
+
+    __tablename__ = "crls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # full | delta
+    base_number: Mapped[int | None] = mapped_column(Integer)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    entries: Mapped[int] = mapped_column(Integer)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("ca_id", "number", "kind", name="uq_crls_ca_number"),)
+
+
+class OcspResponseRecord(Base):
+    """A pre-signed OCSP response (one certificate, one CertID hash algorithm), shared by every
+    responder process. `cert_state` is the certificate's status as signed, so a response made
+    from a stale read is never served after the status changed."""
+
+    __tablename__ = "ocsp_responses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"))
+    serial: Mapped[str] = mapped_column(String(64))
+    hash_algorithm: Mapped[str] = mapped_column(String(16))  # sha1 | sha256 | ...
+    cert_state: Mapped[str] = mapped_column(String(128))
+    responder_serial: Mapped[str] = mapped_column(String(64))
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("ca_id", "serial", "hash_algorithm", name="uq_ocsp_responses_cert"),
+        Index("ix_ocsp_responses_next_update", "ca_id", "next_update"),
+    )
+
+
+class OcspChangeRecord(Base):
+    """A certificate whose status changed (revoke, hold, release): responder processes read
+    the rows after the last id they saw (about once a second) and drop those from memory."""
+
+    __tablename__ = "ocsp_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"))
+    serial: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -12,7 +12,7 @@ from hsm.errors import (
 from hsm.keys import HsmECPrivateKey, HsmPrivateKey, HsmRSAPrivateKey
 from hsm.keyspec import KeySpec
 from hsm.softhsm import SoftHsmToken, create_softhsm_token
-from hsm.token import Token
+from hsm.token import Token, init_user_pin, token_present
 
 __all__ = [
     "HsmECPrivateKey",
@@ -29,4 +29,6 @@ __all__ = [
     "Token",
     "TokenUnavailable",
     "create_softhsm_token",
+    "init_user_pin",
+    "token_present",
 ]

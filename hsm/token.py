@@ -222,10 +222,19 @@ class Token:
             self._lib = _library(self.module)
 
     def _find_token(self) -> Any:
-        try:
-            tokens = list(self._lib.lib.get_tokens(token_label=self.label))
-        except pkcs11.PKCS11Error as exc:
-            raise TokenUnavailable(f"cannot list HSM tokens ({type(exc).__name__})") from exc
+        for attempt in range(3):
+            generation = self._lib.generation
+            try:
+                tokens = list(self._lib.lib.get_tokens(token_label=self.label))
+            except pkcs11.PKCS11Error as exc:
+                raise TokenUnavailable(f"cannot list HSM tokens ({type(exc).__name__})") from exc
+            if tokens or attempt == 2:
+                break
+            # SoftHSM2 reads its token directory at C_Initialize; a token whose files another
+            # process was rewriting at that instant is missing until the next one. Only a token
+            # this process never had a session on gets here: re-initialising costs nothing.
+            time.sleep(0.05 * (attempt + 1))
+            self._lib.reinitialize(generation)
         if not tokens:
             raise TokenUnavailable(f"HSM token {self.label!r} not found")
         if len(tokens) > 1:
@@ -777,3 +786,42 @@ def _set_softhsm2_conf(module: str, conf: str) -> None:
     if module in _LIBS and current != conf:
         raise HsmError("SOFTHSM2_CONF cannot change once the module is loaded in this process")
     os.environ["SOFTHSM2_CONF"] = conf
+
+
+def token_present(module: str, token_label: str) -> bool:
+    """Whether a token with this label is in a slot of the module (no login, no session)."""
+    try:
+        lib = _library(module)
+        return bool(list(lib.lib.get_tokens(token_label=token_label)))
+    except pkcs11.PKCS11Error as exc:
+        raise TokenUnavailable(f"cannot list HSM tokens ({type(exc).__name__})") from exc
+
+
+def init_user_pin(module: str, token_label: str, so_pin: Secret, new_pin: Secret) -> None:
+    """Set the token's user PIN as the SO (C_InitPIN).
+
+    In this process, on purpose: SoftHSM2 caches a token's PIN data per process, so a PIN set
+    elsewhere would not be seen here. PKCS#11 login state is per application, so this process
+    must hold no logged-in session on that token (true before a ceremony opens it).
+    """
+    lib = _library(module)
+    try:
+        tokens = list(lib.lib.get_tokens(token_label=token_label))
+        if not tokens:
+            raise TokenUnavailable(f"HSM token {token_label!r} not found")
+        with lib.call_lock:
+            session = tokens[0].open(rw=True, so_pin=_reveal(so_pin))
+    except (pkcs11.PinIncorrect, pkcs11.PinLocked):
+        raise HsmPinIncorrect(f"SO login to token {token_label!r} failed: PIN incorrect "
+                              "or locked") from None
+    except pkcs11.PKCS11Error as exc:
+        raise _to_hsm_error(exc) from None
+    try:
+        with lib.call_lock:
+            session.init_pin(_reveal(new_pin))
+    except pkcs11.PKCS11Error as exc:
+        raise HsmError(f"could not set the user PIN of token {token_label!r} "
+                       f"({type(exc).__name__})") from None
+    finally:
+        with contextlib.suppress(pkcs11.PKCS11Error), lib.call_lock:
+            session.close()

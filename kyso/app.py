@@ -9,7 +9,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from ca.audit import AuditSigner, SealPolicy, set_seal_policy
 from ca.authority import Authority
+from ca.crl import CrlPolicy, CrlService
 from ca.db import make_engine, make_session_factory, migrate
 from ca.issuance import PublicationUrls
 from kyso.settings import Settings
@@ -30,7 +32,7 @@ class Kyso:
             self.sessions,
             self.token,
             readers=self.readers,
-            urls=PublicationUrls(settings.base_url),
+            urls=PublicationUrls(settings.base_url, delta_crls=settings.crl.delta),
             publish_dir=settings.publish_dir,
             lint=settings.lint,
             backdate=timedelta(seconds=settings.backdate_seconds),
@@ -39,7 +41,22 @@ class Kyso:
             wrapping_key_label=settings.hsm.wrapping_key_label,
             trusted_wrapping_key=settings.hsm.trusted_wrapping_key,
             pin_max_attempts=settings.pin_max_attempts,
+            online_token_label=settings.hsm.token_label,
         )
+        # The audit key (HSM, opened on first use) and automatic seals of the audit chain
+        # after writes through this engine (ca/audit.py).
+        self.audit_signer = AuditSigner(self.token, settings.audit.key_label,
+                                        sessions=self.sessions)
+        set_seal_policy(self.engine, SealPolicy(self.audit_signer,
+                                                settings.audit.seal_every_entries,
+                                                settings.audit.seal_every_seconds))
+        c = settings.crl
+        self.crls = CrlService(self.authority, self.sessions, self.readers, CrlPolicy(
+            next_update=timedelta(hours=c.next_update_hours),
+            refresh_before=timedelta(hours=c.refresh_before_hours),
+            delta=c.delta,
+            after_change=timedelta(seconds=c.after_change_seconds),
+        ), settings.publish_dir)
 
     def migrate(self) -> None:
         migrate(self.settings.db_url)
@@ -51,9 +68,7 @@ class Kyso:
                 from hsm import Token
 
                 hsm = self.settings.hsm
-                if hsm.softhsm2_conf:
-                    # SoftHSM2 reads its configuration when the module is loaded.
-                    os.environ["SOFTHSM2_CONF"] = str(hsm.softhsm2_conf)
+                self.prepare_hsm_env()
                 so_pin = None
                 if os.environ.get(hsm.so_pin_env) or hsm.so_pin_file:
                     so_pin = hsm.so_pin
@@ -63,9 +78,22 @@ class Kyso:
                 )
             return self._token
 
+    def prepare_hsm_env(self) -> None:
+        """SoftHSM2 reads its configuration when the module is loaded: set it before."""
+        if self.settings.hsm.softhsm2_conf:
+            os.environ["SOFTHSM2_CONF"] = str(self.settings.hsm.softhsm2_conf)
+
+    def open_token(self, label: str, pin: str) -> Any:
+        """Another token of the same module (an offline root's, opened in a ceremony)."""
+        from hsm import Token
+
+        self.prepare_hsm_env()
+        return Token(self.settings.hsm.module, label, pin, pool_size=1)
+
     def close(self) -> None:
         with self._token_lock:
             if self._token is not None:
                 self._token.close()
                 self._token = None
+        set_seal_policy(self.engine, None)
         self.engine.dispose()

@@ -9,6 +9,9 @@ from pathlib import Path
 from kyso.settings import DEFAULT_SOFTHSM_MODULE
 
 DEMO_ROOT = ("root", "CN=Kyso Demo Root CA,O=Trung tâm Chuyển đổi số TP.HCM (DEMO),C=VN")
+DEMO_ROOT_TOKEN = "offline-root"
+DEMO_CEREMONIES = Path(__file__).resolve().parent.parent / "ceremonies" / "demo"
+DEMO_SHARES = ("demo-shares/custodian-1.share", "demo-shares/custodian-2.share")
 DEMO_ISSUING = ("issuing", "CN=Kyso Demo Issuing CA,O=Trung tâm Chuyển đổi số TP.HCM (DEMO),C=VN")
 
 SETTINGS_TEMPLATE = """\
@@ -61,4 +64,7 @@ def init_data_dir(data_dir: Path, module: str = DEFAULT_SOFTHSM_MODULE) -> Path:
             encoding="utf-8",
         )
     create_softhsm_token(data_dir / "softhsm", "kyso", so_pin, user_pin)
+    # The demo root's own token. Its first user PIN is thrown away: the root ceremony sets it
+    # (as SO) to the PIN derived from the custodians' quorum secret.
+    create_softhsm_token(data_dir / "softhsm", DEMO_ROOT_TOKEN, so_pin, secrets.token_hex(16))
     return config

@@ -120,34 +120,21 @@ def demo() -> None:
 
 
 @demo.command("setup")
+@click.option("--yes/--confirm", default=True, show_default=True,
+              help="Run the demo ceremonies without asking.")
 @pass_ctx
 @handle_errors
-def demo_setup(ctx: Context) -> None:
-    """Create the demo hierarchy (root and one issuing CA) unless a CA already exists.
+def demo_setup(ctx: Context, yes: bool) -> None:
+    """Create the demo hierarchy by running the shipped demo key ceremonies.
 
-    Run again, it changes nothing; if an earlier run stopped after the demo root, it adds the
-    missing issuing CA. Existing keys are never re-created.
+    ceremonies/demo/: root (own token, 2-of-3 quorum; DEMO shares written to var/demo-shares),
+    issuing CA, the root's first CRL, and the OCSP/timestamping certificates. A ceremony whose
+    record exists (or whose CA exists) is skipped: run again, nothing changes and no key is
+    ever re-created.
     """
-    from kyso.bootstrap import DEMO_ISSUING, DEMO_ROOT
+    from kyso.cli_ceremony import run_demo_ceremonies
 
-    app = ctx.kyso
-    with app.readers() as s:
-        existing = {c.name: c.kind for c in store.list_cas(s)}
-    half_made = existing == {DEMO_ROOT[0]: "root"}
-    if existing and not half_made:
-        click.echo(f"hierarchy present ({', '.join(existing)}); nothing to do")
-        return
-    if half_made:
-        root_name = DEMO_ROOT[0]
-    else:
-        root_name = app.authority.create_root(DEMO_ROOT[0], DEMO_ROOT[1], key_spec="ec-p384",
-                                              actor="demo-setup").name
-    issuing = app.authority.create_issuing(DEMO_ISSUING[0], DEMO_ISSUING[1], parent=root_name,
-                                           key_spec="ec-p256", actor="demo-setup")
-    if half_made:
-        click.echo(f"root CA {root_name} present; created issuing CA {issuing.name}")
-    else:
-        click.echo(f"created root CA {root_name} and issuing CA {issuing.name}")
+    run_demo_ceremonies(ctx.kyso, confirm=not yes)
 
 
 # -- CAs ---------------------------------------------------------------------------------
@@ -237,7 +224,11 @@ def ca_chain(ctx: Context, name: str, out: Path) -> None:
 @pass_ctx
 @handle_errors
 def ca_create_root(ctx: Context, name: str, subject: str, key_spec: str, days: int | None) -> None:
-    """Generate a root key in the HSM and self-sign the root certificate."""
+    """Generate a root key on the online token and self-sign it, without a ceremony.
+
+    For development and tests: a production root is made by `kyso ceremony run` (its own
+    token, quorum, signed record).
+    """
     rec = ctx.kyso.authority.create_root(name, subject, key_spec=key_spec, validity_days=days)
     click.echo(f"created root CA {rec.name} serial {rec.serial}")
 
@@ -253,7 +244,10 @@ def ca_create_root(ctx: Context, name: str, subject: str, key_spec: str, days: i
 @handle_errors
 def ca_create_issuing(ctx: Context, name: str, parent: str, subject: str, key_spec: str,
                       days: int | None, path_length: int | None) -> None:
-    """Generate an issuing CA key in the HSM and sign its certificate with the parent."""
+    """Generate an issuing CA key and sign it with an online parent, without a ceremony.
+
+    For development and tests: with an offline root use `kyso ceremony run` (quorum).
+    """
     rec = ctx.kyso.authority.create_issuing(name, subject, parent=parent, key_spec=key_spec,
                                             validity_days=days, path_length=path_length)
     click.echo(f"created issuing CA {rec.name} serial {rec.serial}")
@@ -614,5 +608,13 @@ def serve(ctx: Context, host: str, port: int) -> None:
     os.execvpe(args[0], args, env)
 
 
+# Command groups kept in their own modules register themselves on `main` when imported.
+import kyso.cli_audit  # noqa: E402,F401
+from kyso import cli_ceremony, cli_crl, cli_ocsp  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m kyso.cli`: run the importable module's `main`, the one the command groups of
+    # the other modules (ceremony, crl, audit, ...) registered on.
+    from kyso.cli import main as _main
+
+    _main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,92 @@ class HsmSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """[audit]: when the audit chain head is signed with the HSM audit key (0 turns a trigger
+    off; `kyso audit seal` and key ceremonies seal regardless)."""
+
+    seal_every_entries: int = 500
+    seal_every_seconds: int = 3600
+    key_label: str = "kyso-audit"
+
+    def __post_init__(self) -> None:
+        for name in ("seal_every_entries", "seal_every_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting audit.{name}: must be 0 or more")
+        if not self.key_label.strip():
+            raise SettingsError("setting audit.key_label: must not be empty")
+
+
+@dataclass(frozen=True)
+class CrlSettings:
+    """[crl]: validity and schedule of the CRLs of the online CAs (the web workers generate
+    what is due; `kyso crl generate` does it by hand). Offline CAs' CRLs come from ceremonies."""
+
+    next_update_hours: int = 48  # nextUpdate - thisUpdate
+    refresh_before_hours: int = 24  # a new CRL when nextUpdate is this close
+    delta: bool = True  # a delta CRL beside each full one; Freshest CRL in certificates
+    after_change_seconds: int = 30  # a new CRL this long after a revocation, hold or release
+    check_every_seconds: int = 10  # how often each web worker looks for due CRLs; 0: never
+
+    def __post_init__(self) -> None:
+        if self.next_update_hours < 1:
+            raise SettingsError("setting crl.next_update_hours: must be at least 1")
+        if self.refresh_before_hours >= self.next_update_hours:
+            raise SettingsError("setting crl.refresh_before_hours: must be less than "
+                                "crl.next_update_hours")
+        for name in ("after_change_seconds", "check_every_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting crl.{name}: must be 0 or more")
+
+
+@dataclass(frozen=True)
+class OcspSettings:
+    """[ocsp]: the OCSP responder (RFC 6960, RFC 5019 profile, nonces per RFC 8954)."""
+
+    # Pre-signed responses: nextUpdate = thisUpdate + validity (never past the responder
+    # certificate's notAfter); re-signed when less than refresh_margin is left.
+    response_validity_seconds: int = 86400
+    refresh_margin_seconds: int = 43200
+    # "unknown" answers (never-issued serials) are signed on demand and kept this long.
+    unknown_validity_seconds: int = 300
+    # Delegated responder certificates (key `ocsp-<CA>` on the online token).
+    responder_validity_days: int = 7
+    responder_renew_days: int = 2
+    # echo: a request with a nonce gets it back in a freshly signed response;
+    # ignore: nonces are ignored and the pre-signed response is served (RFC 8954 allows it).
+    nonce: str = "echo"
+    max_request_bytes: int = 8192
+    max_request_certs: int = 16
+    # How often each responder process looks for status changes made by other processes.
+    change_poll_ms: int = 1000
+    cache_entries: int = 200000
+    # HTTP Cache-Control max-age: never past nextUpdate, and at most this (0: up to
+    # nextUpdate). Bounds how long an HTTP cache (nginx, a CDN) may hide a revocation.
+    http_max_age_seconds: int = 300
+    # `kyso ocsp serve`: gunicorn workers, and how often the refresh runs beside them.
+    workers: int = 2
+    refresh_interval_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        for name in ("response_validity_seconds", "unknown_validity_seconds",
+                     "responder_validity_days", "max_request_bytes", "max_request_certs",
+                     "change_poll_ms", "cache_entries", "workers", "refresh_interval_seconds"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"setting ocsp.{name}: must be 1 or more")
+        for name in ("refresh_margin_seconds", "responder_renew_days", "http_max_age_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting ocsp.{name}: must be 0 or more")
+        if self.refresh_margin_seconds >= self.response_validity_seconds:
+            raise SettingsError("setting ocsp.refresh_margin_seconds: must be less than "
+                                "ocsp.response_validity_seconds")
+        if self.responder_renew_days >= self.responder_validity_days:
+            raise SettingsError("setting ocsp.responder_renew_days: must be less than "
+                                "ocsp.responder_validity_days")
+        if self.nonce not in ("echo", "ignore"):
+            raise SettingsError('setting ocsp.nonce: must be "echo" or "ignore"')
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
@@ -52,6 +138,9 @@ class Settings:
     pin_max_attempts: int = 5
     lint: bool = True
     hsm: HsmSettings = field(default_factory=HsmSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    crl: CrlSettings = field(default_factory=CrlSettings)
+    ocsp: OcspSettings = field(default_factory=OcspSettings)
     config_path: Path | None = None
 
     @property
@@ -120,7 +209,7 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str) -> Any:
         if key not in known:
             raise SettingsError(f"unknown setting {prefix}{key}")
         current = getattr(obj, key)
-        if isinstance(current, HsmSettings):
+        if is_dataclass(current):
             if not isinstance(value, dict):
                 raise SettingsError(f"setting {prefix}{key} must be a table")
             changes[key] = _apply(current, value, f"{prefix}{key}.")
@@ -131,14 +220,18 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str) -> Any:
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    hsm_names = {f.name for f in fields(HsmSettings)}
-    top_names = {f.name for f in fields(Settings)} - {"hsm", "config_path"}
+    # Sections ([hsm], [audit], ...): KYSO_<SECTION>_<KEY> overrides section.key.
+    sections = {f.name: {g.name for g in fields(f.default_factory())}  # type: ignore[misc]
+                for f in fields(Settings) if f.default_factory is not MISSING}
+    top_names = {f.name for f in fields(Settings)} - set(sections) - {"config_path"}
     for key, value in environ.items():
         if not key.startswith("KYSO_"):
             continue
         name = key[5:].lower()
-        if name.startswith("hsm_") and name[4:] in hsm_names:
-            out.setdefault("hsm", {})[name[4:]] = value
+        section = next((sec for sec in sections if name.startswith(sec + "_")
+                        and name[len(sec) + 1:] in sections[sec]), None)
+        if section is not None:
+            out.setdefault(section, {})[name[len(section) + 1:]] = value
         elif name in top_names:
             out[name] = value
     return out

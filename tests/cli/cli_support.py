@@ -46,6 +46,22 @@ def reset_pg_schema(url: str, schema: str = PG_SCHEMA) -> None:
         engine.dispose()
 
 
+def query(database_url: str | None, sqlite_file: Path, sql: str) -> list[tuple]:
+    """Rows straight from the database (not through kyso): PostgreSQL when a URL is given,
+    else the SQLite file."""
+    if database_url is None:
+        with closing(sqlite3.connect(sqlite_file, timeout=30)) as conn:
+            return list(conn.execute(sql).fetchall())
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Result:
     args: Sequence[str]

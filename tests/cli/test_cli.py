@@ -137,7 +137,8 @@ def ca_identity(kyso_data: KysoData) -> dict[str, tuple[str, str]]:
 def test_init_and_demo_setup_twice_reuse_everything(kyso_data: KysoData) -> None:
     data = kyso_data.data_dir
     assert "data directory ready" in kyso_data.init_output
-    assert "created root CA root and issuing CA issuing" in kyso_data.demo_output
+    assert ("demo ceremonies run: demo-root, demo-issuing, demo-root-crl-1, "
+            "demo-service-certs") in kyso_data.demo_output
     for name in ("kyso.toml", "secrets/hsm-user.pin", "secrets/hsm-so.pin",
                  "softhsm/softhsm2.conf", "published/ca/root.crt", "published/ca/issuing.crt"):
         assert (data / name).is_file(), name
@@ -155,7 +156,7 @@ def test_init_and_demo_setup_twice_reuse_everything(kyso_data: KysoData) -> None
     again = kyso_data.run("init", "--data-dir", data)
     assert "data directory ready" in again.stdout
     demo = kyso_data.run("--config", kyso_data.config, "demo", "setup")
-    assert "nothing to do" in demo.stdout and "created" not in demo.stdout
+    assert "nothing to do" in demo.stdout and "ceremonies run" not in demo.stdout
 
     assert ca_identity(kyso_data) == before
     assert kyso_data.run("ca", "show", "root", "--json").json() == root_before
@@ -175,20 +176,23 @@ def test_demo_setup_completes_a_half_made_hierarchy(tmp_path) -> None:
              "CN=Kyso Demo Root CA,O=Kyso Demo,C=VN")
     root = data.run("ca", "show", "root", "--json").json()
     result = data.run("demo", "setup")
-    assert "created issuing CA issuing" in result.stdout
+    assert "demo ceremonies run: demo-issuing" in result.stdout
     assert ca_identity(data)["root"] == (root["serial"], root["sha256_fingerprint"])  # type: ignore[index]
     assert set(ca_identity(data)) == {"root", "issuing"}
-    assert data.token_objects().count("Private Key Object") == 2
+    listing = data.token_objects()
+    assert re.findall(r"label:\s+(ca-\S+)", listing).count("ca-root") == 2  # private + public
+    assert re.findall(r"label:\s+(ca-\S+)", listing).count("ca-issuing") == 2
     assert "nothing to do" in data.run("demo", "setup").stdout
 
 
 def test_ca_keys_are_sensitive_and_never_extractable(kyso_data: KysoData, official) -> None:
-    """pkcs11-tool sees only the CA keys as private keys: officials' keys exist only wrapped."""
+    """pkcs11-tool sees only the CA and service keys as private keys on the online token (the
+    root's is on its own token): officials' keys exist only wrapped."""
     listing = kyso_data.token_objects()
     blocks = re.split(r"\n(?=\S)", listing)
     private = [b for b in blocks if b.startswith("Private Key Object")]
     labels = sorted(re.search(r"label:\s+(\S+)", b).group(1) for b in private)  # type: ignore[union-attr]
-    assert labels == ["ca-issuing", "ca-root"], listing
+    assert labels == ["ca-issuing", "kyso-audit", "ocsp-issuing", "tsa-issuing"], listing
     for block in private:
         assert re.search(r"Access:\s+sensitive, always sensitive, never extractable", block), block
     assert official["id"] >= 1  # an official exists, and no private key object of theirs
@@ -371,7 +375,7 @@ def test_renew_official_with_rekey(kyso_data: KysoData, official, chain, tmp_pat
     openssl_verify(chain, cert_file)
     assert_lints_clean(new["pem"])
     # Still no private key object of the official's on the token.
-    assert kyso_data.token_objects().count("Private Key Object") == 2
+    assert kyso_data.token_objects().count("Private Key Object") == 4  # CA, OCSP, TSA, audit
 
 
 def test_rekey_with_a_wrong_pin_is_refused(kyso_data: KysoData, tmp_path) -> None:
