@@ -100,6 +100,7 @@ def index() -> str:
         ocsp_url=settings.ocsp_url(),
         tsa_url=f"{base}/tsa",
         crl_url=settings.crl_url("<tên-CA>"),
+        delta_crl_url=f"{base}/crl/delta/<tên-CA>.crl",
         generated_at=vietnam_time(now),
     )
 

@@ -51,7 +51,8 @@ def test_index_lists_the_demo_cas_in_vietnamese(server: Server, kyso_cli) -> Non
     html = page.text
     assert '<html lang="vi">' in html
     assert "<title>kyso — Kho chứng thư số</title>" in html
-    assert "sắp có" in html  # OCSP/TSA placeholders
+    assert "sắp có" in html  # the TSA placeholder
+    assert "/crl/root.crl" in html and "/crl/issuing.crl" in html
     for name in ("root", "issuing"):
         info = json.loads(kyso_cli("ca", "show", name, "--json").stdout)
         assert info["sha256_fingerprint"] in html
