@@ -36,6 +36,13 @@ class KysoExtension:
     def init_app(self, app: Flask) -> None:
         app.extensions["kyso"] = self
 
+    def start_background(self) -> None:
+        """Background work of a serving process (call it in each worker, after fork): the
+        CRL scheduler."""
+        from web.crl import CrlScheduler
+
+        CrlScheduler(self.get, self.settings.crl.check_every_seconds).start()
+
     def get(self) -> Kyso:
         pid = os.getpid()
         with self._lock:
@@ -57,7 +64,7 @@ def get_kyso() -> Kyso:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; settings are loaded (file + KYSO_* overrides) when not given."""
-    from web import errors, repository
+    from web import crl, errors, repository
 
     app = Flask(__name__)
     app.config["KYSO_SETTINGS"] = settings if settings is not None else load_settings()
@@ -65,6 +72,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     KysoExtension(app.config["KYSO_SETTINGS"]).init_app(app)
     errors.init_app(app)
     app.register_blueprint(repository.bp)
+    # /ocsp is a raw WSGI app beside Flask: lean, and it reads the raw (undecoded) path.
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from web.ocsp import create_ocsp_app
+
+    ocsp_app = create_ocsp_app(app.config["KYSO_SETTINGS"], app.extensions["kyso"])
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/ocsp": ocsp_app})  # type: ignore[method-assign]
+    app.register_blueprint(crl.bp)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
