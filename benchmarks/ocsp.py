@@ -26,6 +26,7 @@ import argparse
 import base64
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -70,13 +71,21 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ab(url: str, n: int, c: int, post: Path | None = None,
-       keepalive: bool = False) -> tuple[float, float, float]:
-    """(responses/s, p50 ms, p99 ms) from ApacheBench; every answer must be a 200."""
+       keepalive: bool = False) -> tuple[float, float, float, float]:
+    """(responses/s, p50 ms, p99 ms, share of one core the client used) from ApacheBench;
+    every answer must be a 200."""
     args = ["ab", "-q", "-n", str(n), "-c", str(c), *(["-k"] if keepalive else [])]
     if post is not None:
         args += ["-p", str(post), "-T", "application/ocsp-request"]
+    cpu, wall = _client_cpu(), time.perf_counter()
     out = run(*args, url)
+    cpu, wall = _client_cpu() - cpu, time.perf_counter() - wall
     # ab counts answers whose length differs from the first as "failed": ECDSA signatures
     # vary by a byte or two, so only connect/receive/exception failures and non-2xx count.
     kinds = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: \d+, Exceptions: (\d+)\)",
@@ -88,12 +97,15 @@ def ab(url: str, n: int, c: int, post: Path | None = None,
                            out).group(1))
     p50 = float(re.search(r"\n\s+50%\s+(\d+)", out).group(1))  # type: ignore[union-attr]
     p99 = float(re.search(r"\n\s+99%\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    return rate, p50, p99
+    return rate, p50, p99, cpu / wall
 
 
-def wrk(url: str, c: int, seconds: int = 5) -> tuple[float, float, float]:
-    """(responses/s, p50 ms, p99 ms) from wrk (2 threads, keep-alive); no errors allowed."""
+def wrk(url: str, c: int, seconds: int = 5) -> tuple[float, float, float, float]:
+    """(responses/s, p50 ms, p99 ms, cores the client used) from wrk (2 threads, keep-alive);
+    no errors allowed."""
+    cpu, wall = _client_cpu(), time.perf_counter()
     out = run("wrk", "-t2", f"-c{c}", f"-d{seconds}s", "--latency", url)
+    cpu, wall = _client_cpu() - cpu, time.perf_counter() - wall
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"wrk saw failures:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -104,11 +116,12 @@ def wrk(url: str, c: int, seconds: int = 5) -> tuple[float, float, float]:
         value, unit = found.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return rate, ms("50"), ms("99")
+    return rate, ms("50"), ms("99"), cpu / wall
 
 
-def hsm_rate(config: Path, seconds: float = 3.0) -> float:
-    """Signatures per second of the `ocsp-issuing` key, one thread (ECDSA P-256, SHA-256)."""
+def hsm_rate(config: Path, seconds: float = 3.0, start_at: float | None = None) -> float:
+    """Signatures per second of the `ocsp-issuing` key, one thread (ECDSA P-256, SHA-256);
+    with `start_at` (epoch seconds) the timed part begins then (processes side by side)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -122,6 +135,8 @@ def hsm_rate(config: Path, seconds: float = 3.0) -> float:
         algorithm = ec.ECDSA(hashes.SHA256())
         for _ in range(50):
             key.sign(data, algorithm)
+        if start_at is not None:
+            time.sleep(max(0.0, start_at - time.time()))
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             key.sign(data, algorithm)
@@ -135,8 +150,10 @@ def hsm_rate_parallel(config: Path, processes: int, env: dict[str, str],
                       seconds: float = 3.0) -> float:
     """The summed signing rate of `processes` processes signing with the key at once (as
     that many gunicorn workers would)."""
+    start_at = time.time() + 5  # after every child has started and found the key
     children = [subprocess.Popen(
-        [sys.executable, __file__, "--hsm-rate-of", str(config), "--hsm-seconds", str(seconds)],
+        [sys.executable, __file__, "--hsm-rate-of", str(config), "--hsm-seconds", str(seconds),
+         "--hsm-start-at", str(start_at)],
         env=env, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     rates = []
     for child in children:
@@ -157,9 +174,10 @@ def main() -> None:
                         help="gunicorn worker class of our responder ('sync': gunicorn's own)")
     parser.add_argument("--hsm-rate-of", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hsm-seconds", type=float, default=3.0, help=argparse.SUPPRESS)
+    parser.add_argument("--hsm-start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hsm_rate_of is not None:  # a child of hsm_rate_parallel
-        print(hsm_rate(args.hsm_rate_of, args.hsm_seconds))
+        print(hsm_rate(args.hsm_rate_of, args.hsm_seconds, args.hsm_start_at))
         return
     for tool in ("ab", "openssl", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -258,7 +276,7 @@ def main() -> None:
         ab(nginx_url + get_path, 400, c)
 
         load_before = os.getloadavg()
-        rows: dict[str, list[tuple[float, float, float]]] = {}
+        rows: dict[str, list[tuple[float, float, float, float]]] = {}
         raw1: list[float] = []
         rawn: list[float] = []
         for _ in range(args.rounds):
@@ -282,7 +300,8 @@ def main() -> None:
 
         med = {label: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
                        statistics.median(r[2] for r in rs), min(r[0] for r in rs),
-                       max(r[0] for r in rs)) for label, rs in rows.items()}
+                       max(r[0] for r in rs), statistics.median(r[3] for r in rs))
+               for label, rs in rows.items()}
         base = med["openssl ocsp -index POST, ab"][0]
         worker = "sync" if args.worker_class == "sync" else args.worker_class
         print(f"\nOCSP on 127.0.0.1, {os.cpu_count()} CPUs, concurrency {c}, median of "
@@ -292,11 +311,13 @@ def main() -> None:
               f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} "
               f"{load_after[2]:.2f}\n")
         print(f"{'':34} {'resp/s':>8} {'range':>15} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'vs openssl ab':>13}")
-        for label, (rate, p50, p99, low, high) in med.items():
+              f"{'vs openssl ab':>13} {'client CPU':>10}")
+        for label, (rate, p50, p99, low, high, client) in med.items():
             span = f"{low:.0f}-{high:.0f}"
             print(f"{label:34} {rate:8.0f} {span:>15} {p50:7.1f} {p99:7.1f} "
-                  f"{rate / base:12.2f}x")
+                  f"{rate / base:12.2f}x {client:9.0%}")
+        print("(client CPU: the load generator's user+system time over the wall time, 100% = "
+              "one core; ab is one thread)")
         r1, rn = statistics.median(raw1), statistics.median(rawn)
         print(f"{'raw HSM signing, 1 process':34} {r1:8.0f} {min(raw1):7.0f}-{max(raw1):<7.0f}")
         print(f"{f'raw HSM signing, {args.workers} processes':34} {rn:8.0f} "

@@ -65,7 +65,9 @@ def ocsp_serve(ctx: Context, host: str, port: int, workers: int | None) -> None:
     if settings.config_path:
         env["KYSO_CONFIG"] = str(Path(settings.config_path).resolve())
     args = [sys.executable, "-m", "gunicorn", "--workers", str(workers or settings.ocsp.workers),
-            "--bind", f"{host}:{port}", "--no-control-socket", "web.wsgi:ocsp_app"]
+            "--bind", f"{host}:{port}", "--no-control-socket",
+            # Answers plain /ocsp GET/POST itself; anything else through gunicorn's own code.
+            "--worker-class", "ocsp.worker.OcspWorker", "web.wsgi:ocsp_app"]
     proc = subprocess.Popen(args, env=env)
     stop = False
 
