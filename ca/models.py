@@ -275,3 +275,19 @@ class OcspChangeRecord(Base):
     ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"))
     serial: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class TsaTokenRecord(Base):
+    """One RFC 3161 timestamp token, recorded before it is signed: the unique serial is what
+    keeps serials unique across processes and servers, and the table is the TSA's record."""
+
+    __tablename__ = "tsa_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    gen_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    policy: Mapped[str] = mapped_column(String(128))
+    hash_algorithm: Mapped[str] = mapped_column(String(16))
+    message_imprint: Mapped[str] = mapped_column(String(128))  # hex
+    tsa_certificate: Mapped[str] = mapped_column(String(64))  # serial of the signing cert
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

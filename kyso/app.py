@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import timedelta
-from typing import Any
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +16,13 @@ from ca.crl import CrlPolicy, CrlService
 from ca.db import make_engine, make_session_factory, migrate
 from ca.issuance import PublicationUrls
 from kyso.settings import Settings
+
+if TYPE_CHECKING:
+    from signer.tsa import TimestampAuthority
+
+# How long a process keeps its TSA (key, certificate) before looking again for the newest
+# valid certificate: a renewed or revoked TSA certificate is picked up within this.
+TSA_RECHECK_SECONDS = 60
 
 
 class Kyso:
@@ -57,6 +65,60 @@ class Kyso:
             delta=c.delta,
             after_change=timedelta(seconds=c.after_change_seconds),
         ), settings.publish_dir)
+
+        self._tsa: TimestampAuthority | None = None
+        self._tsa_at = 0.0
+        self._tsa_lock = threading.Lock()
+
+    def tsa(self) -> TimestampAuthority:
+        """The timestamp authority ([tsa]): the HSM key `tsa.key_label` and the newest valid
+        certificate of profile `tsa.profile` for that key. TsaUnavailable if either is
+        missing or wrong (the error says which)."""
+        with self._tsa_lock:
+            if self._tsa is None or time.monotonic() - self._tsa_at > TSA_RECHECK_SECONDS:
+                self._tsa = self._build_tsa()
+                self._tsa_at = time.monotonic()
+            return self._tsa
+
+    def _build_tsa(self) -> TimestampAuthority:
+        from cryptography import x509
+        from sqlalchemy import select
+
+        from ca import store
+        from ca.issuance import spki_sha256
+        from ca.models import CertificateRecord, TsaTokenRecord
+        from hsm import HsmError
+        from signer.errors import TsaUnavailable
+        from signer.tsa import SqlTokenLedger, TimestampAuthority, TsaPolicy
+
+        t = self.settings.tsa
+        try:
+            key = self.token().find_key(label=t.key_label)
+        except HsmError as exc:
+            raise TsaUnavailable(f"TSA key {t.key_label!r} not usable on the online token: "
+                                 f"{exc}") from None
+        now = datetime.now(UTC)
+        # A read of the CA's certificates by key and profile (ca.store has no such query yet).
+        c = CertificateRecord
+        stmt = (select(c).where(c.profile == t.profile)
+                .where(c.spki_sha256 == spki_sha256(key.public_key()))
+                .where(c.status == "valid").where(c.cert_der.is_not(None))
+                .where(c.not_before <= now).where(c.not_after > now)
+                .order_by(c.not_before.desc(), c.id.desc()).limit(1))
+        if t.certificate_serial:
+            stmt = stmt.where(c.serial == t.certificate_serial)
+        with self.readers() as s:
+            record = s.scalars(stmt).first()
+            if record is None:
+                which = f" with serial {t.certificate_serial}" if t.certificate_serial else ""
+                raise TsaUnavailable(f"no valid {t.profile!r} certificate{which} for the TSA "
+                                     f"key {t.key_label!r}")
+            cert = x509.load_der_x509_certificate(record.cert_der)  # type: ignore[arg-type]
+            ca_name = store.get_ca_by_id(s, record.ca_id).name
+        policy = TsaPolicy(t.policy_oid, t.accuracy_seconds, t.accuracy_millis,
+                           t.accuracy_micros, t.include_chain, t.max_request_bytes)
+        return TimestampAuthority(key, cert, self.authority.chain(ca_name), policy,
+                                  SqlTokenLedger(self.sessions, TsaTokenRecord))
 
     def migrate(self) -> None:
         migrate(self.settings.db_url)

@@ -610,7 +610,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
 # Command groups kept in their own modules register themselves on `main` when imported.
 import kyso.cli_audit  # noqa: E402,F401
-from kyso import cli_ceremony, cli_crl, cli_ocsp  # noqa: E402,F401
+from kyso import cli_ceremony, cli_crl, cli_ocsp, cli_tsa  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m kyso.cli`: run the importable module's `main`, the one the command groups of

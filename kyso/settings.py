@@ -127,6 +127,45 @@ class OcspSettings:
 
 
 @dataclass(frozen=True)
+class TsaSettings:
+    """[tsa]: the RFC 3161 timestamp authority served at /tsa and used in-process."""
+
+    # Placeholder under IANA's documentation arc (RFC 5612); the center puts its own OID here.
+    policy_oid: str = "1.3.6.1.4.1.32473.3161.1"
+    accuracy_seconds: int = 1
+    accuracy_millis: int = 0
+    accuracy_micros: int = 0
+    # The key on the online token, and its certificate: the newest valid certificate of
+    # `profile` for that key (or exactly `certificate_serial`, lowercase hex, when set).
+    key_label: str = "tsa-issuing"
+    profile: str = "timestamping"
+    certificate_serial: str = ""
+    # certReq: also send the CAs above the TSA certificate (never the root).
+    include_chain: bool = True
+    max_request_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", self.policy_oid):
+            raise SettingsError("setting tsa.policy_oid: must be a dotted OID like 1.2.3.4")
+        for name in ("accuracy_seconds", "accuracy_millis", "accuracy_micros"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"setting tsa.{name}: must be 0 or more")
+        for name in ("accuracy_millis", "accuracy_micros"):
+            if getattr(self, name) > 999:
+                raise SettingsError(f"setting tsa.{name}: must be at most 999")
+        if not (self.accuracy_seconds or self.accuracy_millis or self.accuracy_micros):
+            raise SettingsError("setting tsa.accuracy_*: state an accuracy (not all 0)")
+        if not self.key_label.strip():
+            raise SettingsError("setting tsa.key_label: must not be empty")
+        if self.max_request_bytes < 64:
+            raise SettingsError("setting tsa.max_request_bytes: must be 64 or more")
+        if self.certificate_serial and not re.fullmatch(r"[0-9a-f]+", self.certificate_serial):
+            raise SettingsError("setting tsa.certificate_serial: lowercase hex")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
@@ -141,6 +180,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     crl: CrlSettings = field(default_factory=CrlSettings)
     ocsp: OcspSettings = field(default_factory=OcspSettings)
+    tsa: TsaSettings = field(default_factory=TsaSettings)
     config_path: Path | None = None
 
     @property

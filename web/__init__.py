@@ -64,7 +64,7 @@ def get_kyso() -> Kyso:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; settings are loaded (file + KYSO_* overrides) when not given."""
-    from web import crl, errors, repository
+    from web import crl, errors, repository, tsa
 
     app = Flask(__name__)
     app.config["KYSO_SETTINGS"] = settings if settings is not None else load_settings()
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ocsp_app = create_ocsp_app(app.config["KYSO_SETTINGS"], app.extensions["kyso"])
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/ocsp": ocsp_app})  # type: ignore[method-assign]
     app.register_blueprint(crl.bp)
+    app.register_blueprint(tsa.bp)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

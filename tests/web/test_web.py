@@ -51,7 +51,7 @@ def test_index_lists_the_demo_cas_in_vietnamese(server: Server, kyso_cli) -> Non
     html = page.text
     assert '<html lang="vi">' in html
     assert "<title>kyso — Kho chứng thư số</title>" in html
-    assert "sắp có" in html  # the TSA placeholder
+    assert "sắp có" not in html and "/tsa</code>" in html  # the TSA is served
     assert "/crl/root.crl" in html and "/crl/issuing.crl" in html
     for name in ("root", "issuing"):
         info = json.loads(kyso_cli("ca", "show", name, "--json").stdout)
