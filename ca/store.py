@@ -397,6 +397,22 @@ def ocsp_store_responses(conn: Connection, rows: Sequence[dict[str, Any]]) -> No
     conn.execute(stmt, list(rows))
 
 
+def current_certificate_for_key(session: Session, profile: str, spki_sha256: str,
+                                now: datetime, serial: str | None = None) -> (
+    CertificateRecord | None
+):
+    """The newest valid certificate of `profile` for a key (by its SPKI SHA-256) that is in
+    force at `now` -- a service's own certificate (the TSA's); `serial` pins one."""
+    c = CertificateRecord
+    query = (select(c).where(c.profile == profile, c.spki_sha256 == spki_sha256,
+                             c.status == "valid", c.cert_der.is_not(None),
+                             c.not_before <= now, c.not_after > now)
+             .order_by(c.not_before.desc(), c.id.desc()).limit(1))
+    if serial:
+        query = query.where(c.serial == serial)
+    return session.scalars(query).first()
+
+
 def ocsp_responder_certificates(session: Session | Connection, ca_id: int,
                                 now: datetime) -> list[tuple[str, bytes, str, datetime]]:
     """(serial, DER, spki_sha256, not_after) of the valid OCSP-responder certificates the CA

@@ -82,11 +82,10 @@ class Kyso:
 
     def _build_tsa(self) -> TimestampAuthority:
         from cryptography import x509
-        from sqlalchemy import select
 
         from ca import store
         from ca.issuance import spki_sha256
-        from ca.models import CertificateRecord, TsaTokenRecord
+        from ca.models import TsaTokenRecord
         from hsm import HsmError
         from signer.errors import TsaUnavailable
         from signer.tsa import SqlTokenLedger, TimestampAuthority, TsaPolicy
@@ -97,18 +96,10 @@ class Kyso:
         except HsmError as exc:
             raise TsaUnavailable(f"TSA key {t.key_label!r} not usable on the online token: "
                                  f"{exc}") from None
-        now = datetime.now(UTC)
-        # A read of the CA's certificates by key and profile (ca.store has no such query yet).
-        c = CertificateRecord
-        stmt = (select(c).where(c.profile == t.profile)
-                .where(c.spki_sha256 == spki_sha256(key.public_key()))
-                .where(c.status == "valid").where(c.cert_der.is_not(None))
-                .where(c.not_before <= now).where(c.not_after > now)
-                .order_by(c.not_before.desc(), c.id.desc()).limit(1))
-        if t.certificate_serial:
-            stmt = stmt.where(c.serial == t.certificate_serial)
         with self.readers() as s:
-            record = s.scalars(stmt).first()
+            record = store.current_certificate_for_key(
+                s, t.profile, spki_sha256(key.public_key()), datetime.now(UTC),
+                serial=t.certificate_serial or None)
             if record is None:
                 which = f" with serial {t.certificate_serial}" if t.certificate_serial else ""
                 raise TsaUnavailable(f"no valid {t.profile!r} certificate{which} for the TSA "
