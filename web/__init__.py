@@ -38,10 +38,12 @@ class KysoExtension:
 
     def start_background(self) -> None:
         """Background work of a serving process (call it in each worker, after fork): the
-        CRL scheduler."""
+        CRL scheduler and the renewal of OCSP responder certificates."""
         from web.crl import CrlScheduler
+        from web.ocsp import ResponderRenewer
 
         CrlScheduler(self.get, self.settings.crl.check_every_seconds).start()
+        ResponderRenewer(self, self.settings.ocsp.refresh_interval_seconds).start()
 
     def get(self) -> Kyso:
         pid = os.getpid()

@@ -42,6 +42,11 @@ def env_for(config: Path, database_url: str | None) -> dict[str, str]:
     # The schedule of a busy test: look every second, react to a revocation at once.
     env["KYSO_CRL_CHECK_EVERY_SECONDS"] = "1"
     env["KYSO_CRL_AFTER_CHANGE_SECONDS"] = "0"
+    # The demo's OCSP responder certificate (30 days) is due for renewal at once; a renewed
+    # one (31 days) is not.
+    env["KYSO_OCSP_RESPONDER_RENEW_DAYS"] = "30"
+    env["KYSO_OCSP_RESPONDER_VALIDITY_DAYS"] = "31"
+    env["KYSO_OCSP_REFRESH_INTERVAL_SECONDS"] = "1"
     if database_url:
         env["KYSO_DATABASE_URL"] = database_url
     return env
@@ -301,3 +306,28 @@ def test_a_large_crl_streams_from_the_database(site: tuple[Site, Server],
     assert proc.stdout.count("Superseded") >= 20_000
     crl = x509.load_der_x509_crl(out.read_bytes())
     assert {format(base + i, "x") for i in range(20_000)} <= serials(crl)
+
+
+def test_web_workers_renew_the_ocsp_responder_before_it_expires(
+        site: tuple[Site, Server]) -> None:
+    """Background work of the web app besides CRLs: the delegated OCSP responder certificate
+    (made by the demo ceremony, 30 days) is renewed while still valid, for the same HSM key,
+    and OCSP answers keep verifying, signed under a valid responder certificate."""
+    s, server = site
+    query = ("SELECT serial, spki_sha256, not_after FROM certificates WHERE profile = "
+             "'ocsp-responder' AND status = 'valid' AND ca_id = "
+             "(SELECT id FROM cas WHERE name = 'issuing') ORDER BY id")
+    wait_for(lambda: len(s.sql(query)) >= 2, server, "a renewed OCSP responder certificate")
+    rows = s.sql(query)
+    assert len({spki for _, spki, _ in rows}) == 1  # same key, new certificate
+    chain = s.data / "ceremonies"
+    proc = subprocess.run(
+        ["openssl", "ocsp", "-issuer", chain / "demo-issuing" / "issuing-ca.pem", "-cert",
+         chain / "demo-service-certs" / "tsa-issuing.pem", "-url", f"{s.base_url}/ocsp",
+         "-CAfile", chain / "demo-root" / "root-ca.pem", "-verify_other",
+         chain / "demo-issuing" / "issuing-ca.pem", "-resp_text"],
+        capture_output=True, text=True, timeout=60)
+    assert "Response verify OK" in proc.stderr + proc.stdout, proc.stdout + proc.stderr
+    included = proc.stdout[proc.stdout.index("Certificate:"):]
+    signer = re.search(r"Serial Number:\s*\n?\s*([0-9a-fA-F:]+)", included).group(1)  # type: ignore[union-attr]
+    assert signer.replace(":", "").lower().lstrip("0") in {r[0].lstrip("0") for r in rows}
