@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
+from served import Gunicorn, free_port  # noqa: F401 - the OCSP tests import them from here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,60 +61,6 @@ def raw_get(port: int, path: str) -> Reply:
     status = int(lines[0].split()[1])
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return Reply(status, headers, body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gunicorn:
-    """gunicorn serving `app` for a settings file; stopped by stop()."""
-
-    def __init__(self, config: Path, app: str = "web.wsgi:app", workers: int = 2,
-                 extra_env: dict[str, str] | None = None,
-                 worker_class: str | None = None) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = config.parent.parent / f"gunicorn-{self.port}.log"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("KYSO_") and k != "SOFTHSM2_CONF"}
-        env["KYSO_CONFIG"] = str(config)
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        env.update(extra_env or {})
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-                 f"127.0.0.1:{self.port}", "--no-control-socket",
-                 *(["--worker-class", worker_class] if worker_class else []), app],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"gunicorn did not start:\n{self.log()}")
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
 
 
 def make_request(certs: list[tuple[x509.Certificate, x509.Certificate]],

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import tsp
+from served import Gunicorn, free_port
 
 from signer.tsa import response_status
 
@@ -29,16 +27,10 @@ PG_SCHEMA = "kyso_tsa_http"
 POLICY = "1.3.6.1.4.1.32473.3161.1"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TsaSite:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/tsa"
         self.data = root / "var"
         self.config = self.data / "kyso.toml"
@@ -98,31 +90,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TsaSite]:
     chain = s.root / "chain.pem"
     chain.write_bytes((s.data / "published/ca/root.pem").read_bytes()
                       + (s.data / "published/ca/issuing.pem").read_bytes())
-    with s.log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind",
-             f"127.0.0.1:{s.port}", "--no-control-socket", "web.wsgi:app"],
-            cwd=REPO_ROOT, env=s.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+    gunicorn = Gunicorn(s.config, env=s.env, port=s.port, log_path=s.log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if s.post(b"")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start:\n{s.log()}")
-            time.sleep(0.2)
         yield s
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        gunicorn.stop()
     assert "Traceback" not in s.log(), s.log()
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from served import Gunicorn
 from web_support import Server, fetch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,36 +57,13 @@ def kyso_cli(kyso_config: Path) -> Callable[..., subprocess.CompletedProcess[str
     return lambda *args: run_kyso(kyso_config, *args)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()  # gunicorn's master stops its workers on SIGTERM
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # our own process group (start_new_session)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def server(kyso_config: Path) -> Iterator[Server]:
     """gunicorn serving web.wsgi:app (2 workers) on a free port; always stopped afterwards."""
-    port = _free_port()
-    log_path = kyso_config.parent.parent / "gunicorn.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-             "--no-control-socket", "--access-logfile", "-", "web.wsgi:app"],
-            cwd=REPO_ROOT, env=clean_env(kyso_config), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    srv = Server(f"http://127.0.0.1:{port}", log_path)
+    gunicorn = Gunicorn(kyso_config, env=clean_env(kyso_config),
+                        log_path=kyso_config.parent.parent / "gunicorn.log")
+    port, proc = gunicorn.port, gunicorn.proc
+    srv = Server(f"http://127.0.0.1:{port}", gunicorn.log_path)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -103,4 +79,4 @@ def server(kyso_config: Path) -> Iterator[Server]:
             time.sleep(0.2)
         yield srv
     finally:
-        _stop(proc)
+        gunicorn.stop()

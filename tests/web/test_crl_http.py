@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,17 +19,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from served import Gunicorn, free_port
 from web_support import Server, fetch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
 PG_SCHEMA = "kyso_web_crl"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def env_for(config: Path, database_url: str | None) -> dict[str, str]:
@@ -92,25 +85,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Serve
     s.config.write_text(text.replace('base_url = "http://127.0.0.1:8000"',
                                      f'base_url = "{s.base_url}"'))
     s.kyso("demo", "setup")
-    log_path = s.data.parent / "gunicorn.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind",
-             f"127.0.0.1:{s.port}", "--no-control-socket", "web.wsgi:app"],
-            cwd=REPO_ROOT, env=s.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(s.base_url, log_path)
+    gunicorn = Gunicorn(s.config, env=s.env, port=s.port, log_path=s.data.parent / "gunicorn.log")
+    server = Server(s.base_url, gunicorn.log_path)
     try:
         wait_for(lambda: fetch(s.base_url + "/crl/issuing.crl").status == 200, server,
                  "the first CRL of the issuing CA")
         yield s, server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        gunicorn.stop()
 
 
 def wait_for(condition, server: Server, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
