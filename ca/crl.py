@@ -112,8 +112,7 @@ def _raw_time(value: datetime | str) -> bytes:
     """A revocation time as DER: from a datetime, or straight from SQLite's stored text
     ("YYYY-MM-DD HH:MM:SS[.ffffff]", UTC) without building a datetime per row."""
     if isinstance(value, str):
-        year = int(value[:4])
-        if 1950 <= year < 2050:
+        if "1950" <= value < "2050":
             return b"\x17\x0d" + (value[2:4] + value[5:7] + value[8:10] + value[11:13]
                                   + value[14:16] + value[17:19] + "Z").encode()
         value = datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -132,13 +131,7 @@ def encode_entry(serial_hex: str, revoked_at: datetime | str, reason: str | None
     serial = bytes.fromhex(serial_hex if len(serial_hex) % 2 == 0 else "0" + serial_hex)
     if serial[0] & 0x80:
         serial = b"\x00" + serial
-    if isinstance(revoked_at, str) and "1950" <= revoked_at < "2050":  # the common case
-        when = b"\x17\x0d" + (revoked_at[2:4] + revoked_at[5:7] + revoked_at[8:10]
-                              + revoked_at[11:13] + revoked_at[14:16] + revoked_at[17:19]
-                              + "Z").encode()
-    else:
-        when = _raw_time(revoked_at)
-    body = b"\x02" + bytes((len(serial),)) + serial + when
+    body = b"\x02" + bytes((len(serial),)) + serial + _raw_time(revoked_at)
     if invalidity is not None:
         exts = _REASON_EXT[reason] if reason and reason != "unspecified" else b""
         exts += _extension(_OID_INVALIDITY, _tlv(0x18, _raw_datetime(invalidity).astimezone(

@@ -39,11 +39,14 @@ class KysoExtension:
     def start_background(self) -> None:
         """Background work of a serving process (call it in each worker, after fork): the
         CRL scheduler and the renewal of OCSP responder certificates."""
-        from web.crl import CrlScheduler
-        from web.ocsp import ResponderRenewer
+        from web.background import Periodic
+        from web.crl import generate_due
+        from web.ocsp import renew_responders
 
-        CrlScheduler(self.get, self.settings.crl.check_every_seconds).start()
-        ResponderRenewer(self, self.settings.ocsp.refresh_interval_seconds).start()
+        Periodic("kyso-crl", self.settings.crl.check_every_seconds,
+                 lambda: generate_due(self.get())).start()
+        Periodic("kyso-ocsp-renew", self.settings.ocsp.refresh_interval_seconds,
+                 lambda: renew_responders(self.get())).start()
 
     def get(self) -> Kyso:
         pid = os.getpid()

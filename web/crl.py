@@ -8,11 +8,9 @@ a revocation reaches relying parties within minutes.
 from __future__ import annotations
 
 import logging
-import random
-import threading
-import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -52,35 +50,9 @@ def delta_crl(name: str) -> Response:
     return _serve(name, "delta")
 
 
-class CrlScheduler:
-    """A daemon thread per web process that generates the CRLs that are due. Processes (and
-    servers) race harmlessly: the CA row lock lets one of them do each CRL."""
-
-    def __init__(self, get_kyso_fn: object, interval: float) -> None:
-        self._get = get_kyso_fn
-        self.interval = interval
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="kyso-crl", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        # Spread processes out, then look every interval (with jitter).
-        self._stop.wait(random.uniform(0.5, 1.5))
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                for crl in self._get().crls.run_due():  # type: ignore[attr-defined]
-                    log.info("CRL %s #%d of %s: %d entries", crl.kind, crl.number, crl.ca_name,
-                             crl.entries)
-            except Exception:  # keep trying; the log says why
-                log.exception("CRL generation failed")
-            elapsed = time.monotonic() - started
-            self._stop.wait(max(0.1, self.interval * random.uniform(0.8, 1.2) - elapsed))
+def generate_due(kyso: Any) -> None:
+    """The CRL scheduler's job: every CRL that is due. Processes (and servers) race harmlessly:
+    the CA row lock lets one of them do each CRL."""
+    for crl in kyso.crls.run_due():
+        log.info("CRL %s #%d of %s: %d entries", crl.kind, crl.number, crl.ca_name,
+                 crl.entries)

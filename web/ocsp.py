@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from kyso.settings import Settings, load_settings
 from ocsp.refresh import Policy
@@ -35,53 +36,20 @@ def create_ocsp_app(settings: Settings | None = None,
     return OcspApp(responder, policy)
 
 
-class ResponderRenewer:
-    """A daemon thread per web process that renews the delegated OCSP responder certificates
-    of the online CAs before they expire (every ocsp.refresh_interval_seconds), so the web app
-    alone keeps its responders current. (`kyso ocsp refresh` / `kyso ocsp serve` also pre-sign
-    every response; here responses are signed on demand and shared through the database.)
+def renew_responders(kyso: Any) -> list[str]:
+    """Renew the delegated OCSP responder certificates of the online CAs that are due (run in
+    every web process, every ocsp.refresh_interval_seconds), so the web app alone keeps its
+    responders current; `kyso ocsp refresh` / `kyso ocsp serve` also pre-sign every response.
     Two processes renewing at the same moment make two certificates for the same key:
-    harmless, the newest is used."""
+    harmless, the newest is used. Returns the CAs whose responder is in force."""
+    from datetime import UTC, datetime
 
-    def __init__(self, extension: KysoExtension, interval: float) -> None:
-        self._ext = extension
-        self.interval = interval
-        self._thread: threading.Thread | None = None
+    from ca import store
+    from ocsp.refresh import Responders
 
-    def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="kyso-ocsp-renew", daemon=True)
-        self._thread.start()
-
-    def run_once(self) -> list[str]:
-        """Renew what is due now; the names of the CAs whose responder is in force."""
-        from datetime import UTC, datetime
-
-        from ca import store
-        from ocsp.refresh import Responders
-
-        kyso = self._ext.get()
-        responders = Responders(kyso.authority, Policy.from_settings(kyso.settings.ocsp))
-        with kyso.readers() as s:
-            cas = [ca for ca in store.list_cas(s)
-                   if ca.status == "active" and kyso.authority.is_online(ca)]
-        served = []
-        for ca in cas:
-            if responders.ensure(ca, datetime.now(UTC), actor="ocsp-renewer") is not None:
-                served.append(ca.name)
-        return served
-
-    def _loop(self) -> None:
-        import logging
-        import random
-        import time
-
-        log = logging.getLogger("kyso.web.ocsp")
-        time.sleep(random.uniform(1.0, 3.0))
-        while True:
-            try:
-                self.run_once()
-            except Exception:  # keep trying; the log says why
-                log.exception("OCSP responder renewal failed")
-            time.sleep(self.interval * random.uniform(0.9, 1.1))
+    responders = Responders(kyso.authority, Policy.from_settings(kyso.settings.ocsp))
+    with kyso.readers() as s:
+        cas = [ca for ca in store.list_cas(s)
+               if ca.status == "active" and kyso.authority.is_online(ca)]
+    return [ca.name for ca in cas
+            if responders.ensure(ca, datetime.now(UTC), actor="ocsp-renewer") is not None]

@@ -63,15 +63,11 @@ def raw_get(port: int, path: str) -> Reply:
     return Reply(status, headers, body)
 
 
-def make_request(certs: list[tuple[x509.Certificate, x509.Certificate]],
-                 algorithm: hashes.HashAlgorithm | None = None,
-                 nonce: bytes | None = None) -> bytes:
-    """A DER OCSPRequest made by cryptography (nonce optional); several certificates are
-    joined with asn1crypto (cryptography's builder takes one)."""
+def join_requests(builders: list[ocsp.OCSPRequestBuilder], nonce: bytes | None = None) -> bytes:
+    """One DER OCSPRequest from builders that each hold one certificate (cryptography's builder
+    takes one): joined with asn1crypto, the nonce (optional) once for the whole request."""
     singles = []
-    for cert, issuer in certs:
-        builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer,
-                                                            algorithm or hashes.SHA1())
+    for builder in builders:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         singles.append(builder.build().public_bytes(serialization.Encoding.DER))
@@ -85,6 +81,14 @@ def make_request(certs: list[tuple[x509.Certificate, x509.Certificate]],
     if nonce is not None:
         tbs["request_extensions"] = first["tbs_request"]["request_extensions"]
     return aocsp.OCSPRequest({"tbs_request": aocsp.TBSRequest(tbs)}).dump()
+
+
+def make_request(certs: list[tuple[x509.Certificate, x509.Certificate]],
+                 algorithm: hashes.HashAlgorithm | None = None,
+                 nonce: bytes | None = None) -> bytes:
+    """A DER OCSPRequest made by cryptography for (certificate, issuer) pairs."""
+    return join_requests([ocsp.OCSPRequestBuilder().add_certificate(
+        cert, issuer, algorithm or hashes.SHA1()) for cert, issuer in certs], nonce)
 
 
 def openssl_ocsp(*args: str | Path) -> str:

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
+from ocsp_support import join_requests
 
 from ocsp.errors import MalformedRequest
 from ocsp.protocol import (
@@ -38,21 +39,8 @@ NOW = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 def _request(serials: list[int], algorithm: hashes.HashAlgorithm,
              nonce: bytes | None = None) -> bytes:
     name_hash, key_hash = b"\x11" * algorithm.digest_size, b"\x22" * algorithm.digest_size
-    singles = []
-    for serial in serials:
-        builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-            name_hash, key_hash, serial, algorithm)
-        if nonce is not None:
-            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        singles.append(builder.build().public_bytes(serialization.Encoding.DER))
-    if len(singles) == 1:
-        return singles[0]
-    first = aocsp.OCSPRequest.load(singles[0])
-    tbs: dict[str, Any] = {"request_list": [
-        aocsp.OCSPRequest.load(d)["tbs_request"]["request_list"][0] for d in singles]}
-    if nonce is not None:
-        tbs["request_extensions"] = first["tbs_request"]["request_extensions"]
-    return aocsp.OCSPRequest({"tbs_request": aocsp.TBSRequest(tbs)}).dump()
+    return join_requests([ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        name_hash, key_hash, serial, algorithm) for serial in serials], nonce)
 
 
 def _corpus() -> list[bytes]:

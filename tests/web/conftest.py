@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from served import Gunicorn
-from web_support import Server, fetch
+from web_support import Server, fetch, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT = 180
@@ -62,21 +61,10 @@ def server(kyso_config: Path) -> Iterator[Server]:
     """gunicorn serving web.wsgi:app (2 workers) on a free port; always stopped afterwards."""
     gunicorn = Gunicorn(kyso_config, env=clean_env(kyso_config),
                         log_path=kyso_config.parent.parent / "gunicorn.log")
-    port, proc = gunicorn.port, gunicorn.proc
-    srv = Server(f"http://127.0.0.1:{port}", gunicorn.log_path)
+    srv = Server(gunicorn.base_url, gunicorn.log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{srv.log()}")
-            try:
-                if fetch(srv.base_url + "/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer /healthz within 60 s:\n{srv.log()}")
-            time.sleep(0.2)
+        wait_for(lambda: fetch(srv.base_url + "/healthz").status == 200, srv,
+                 "gunicorn to answer /healthz")
         yield srv
     finally:
         gunicorn.stop()

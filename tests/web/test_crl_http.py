@@ -9,7 +9,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from served import Gunicorn, free_port
-from web_support import Server, fetch
+from web_support import Server, fetch, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINT_CRL = Path(sys.executable).parent / "lint_crl"
@@ -93,19 +92,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Serve
         yield s, server
     finally:
         gunicorn.stop()
-
-
-def wait_for(condition, server: Server, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{server.log()[-3000:]}")
-        time.sleep(0.25)
 
 
 def crl_at(url: str) -> x509.CertificateRevocationList:

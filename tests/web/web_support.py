@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,3 +45,21 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def wait_for(condition: Callable[[], bool], server: Server, what: str,
+             timeout: float = 60) -> None:
+    """Poll `condition` (connection errors count as not yet) until it holds; fail the test
+    with the server's log if it does not within `timeout` seconds."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{server.log()[-3000:]}")
+        time.sleep(0.2)
