@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from ca import store
 from ca.errors import CAError, InvalidRequest
 from kyso.settings import Settings, SettingsError, load_settings
+from signer.errors import SignerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +65,7 @@ def handle_errors(func: F) -> F:
 
         try:
             return func(*args, **kwargs)
-        except (CAError, HsmError, SettingsError) as exc:
+        except (CAError, HsmError, SettingsError, SignerError) as exc:
             _fail(str(exc))
         except OperationalError as exc:
             # Unreachable server, locked or unreadable SQLite file: the driver's first line says
@@ -610,7 +611,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
 # Command groups kept in their own modules register themselves on `main` when imported.
 import kyso.cli_audit  # noqa: E402,F401
-from kyso import cli_ceremony, cli_crl, cli_ocsp, cli_tsa  # noqa: E402,F401
+from kyso import cli_ceremony, cli_crl, cli_ocsp, cli_sign, cli_tsa, cli_verify  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m kyso.cli`: run the importable module's `main`, the one the command groups of
