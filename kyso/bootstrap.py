@@ -27,6 +27,14 @@ token_label = "kyso"
 softhsm2_conf = "softhsm/softhsm2.conf"
 pin_file = "secrets/hsm-user.pin"
 so_pin_file = "secrets/hsm-so.pin"
+{web}"""
+
+# The demo is served over plain http://127.0.0.1, where a browser never sends a Secure cookie
+# back (no session, so no CSRF token either): the demo's cookies are not Secure.
+WEB_DEMO_SECTION = """
+[web]
+# DEMO ONLY (plain http://127.0.0.1): behind HTTPS remove this line (the default is true).
+session_cookie_secure = false
 """
 
 
@@ -42,6 +50,13 @@ def _write_secret(path: Path) -> str:
     return value
 
 
+def _add_web_section(config: Path) -> None:
+    """A demo settings file written before the [web] table existed gets the demo's one."""
+    text = config.read_text(encoding="utf-8")
+    if text.startswith(SETTINGS_TEMPLATE.splitlines()[0]) and "[web]" not in text:
+        config.write_text(text.rstrip("\n") + "\n" + WEB_DEMO_SECTION, encoding="utf-8")
+
+
 def init_data_dir(data_dir: Path, module: str = DEFAULT_SOFTHSM_MODULE) -> Path:
     """Create (or reuse) the embedded default under `data_dir`; returns the settings file.
 
@@ -52,7 +67,10 @@ def init_data_dir(data_dir: Path, module: str = DEFAULT_SOFTHSM_MODULE) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "kyso.toml"
     if not config.exists():
-        config.write_text(SETTINGS_TEMPLATE.format(module=module), encoding="utf-8")
+        config.write_text(SETTINGS_TEMPLATE.format(module=module, web=WEB_DEMO_SECTION),
+                          encoding="utf-8")
+    else:
+        _add_web_section(config)
     so_pin = _write_secret(data_dir / "secrets" / "hsm-so.pin")
     user_pin = _write_secret(data_dir / "secrets" / "hsm-user.pin")
     readme = data_dir / "secrets" / "README-DEMO-ONLY.txt"

@@ -18,7 +18,7 @@ import click
 from cryptography import x509
 
 from kyso.cli import Context, main, pass_ctx
-from kyso.validation import KysoRevocation
+from kyso.validation import KysoRevocation, trust_anchors
 from signer.errors import SignerError
 
 # signer.verify imports pyHanko (most of a second): only `kyso verify` itself pays for it.
@@ -69,16 +69,7 @@ def _read_anchors(paths: tuple[Path, ...]) -> list[x509.Certificate]:
 
 def _database_roots(app: Any) -> list[x509.Certificate]:
     """The active, self-signed CA certificates of this installation."""
-    from ca import store
-
-    with app.readers() as s:
-        records = [(r.status, bytes(r.cert_der)) for r in store.list_cas(s)]
-    roots = []
-    for status, der in records:
-        cert = x509.load_der_x509_certificate(der)
-        if status == "active" and cert.subject == cert.issuer:
-            roots.append(cert)
-    return roots
+    return trust_anchors(app)
 
 
 @main.command("verify", cls=_VerifyCommand)

@@ -166,6 +166,44 @@ class TsaSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """[web]: the web app's own security settings (session secret, uploads, rate limits)."""
+
+    # The key signing session cookies and CSRF tokens: a file of random bytes, made (0600,
+    # 32 bytes) on first use when missing. Empty: <data_dir>/secrets/web-secret.key; a
+    # relative path is relative to the data directory. Every worker must read the same file.
+    secret_key_file: str = ""
+    max_upload_mb: int = 50  # largest upload (MiB); larger requests get a clear 413
+    # Secure session cookies (sent over HTTPS only). false only for a plain-http local demo.
+    session_cookie_secure: bool = True
+    # Flask-Limiter storage: memory:// counts per worker process; share the counts between
+    # workers and hosts with e.g. "redis://127.0.0.1:6379/0" in production.
+    ratelimit_storage: str = "memory://"
+    verify_rate_limit: str = "30/minute"  # POST /verify per client address
+
+    def __post_init__(self) -> None:
+        if self.max_upload_mb < 1:
+            raise SettingsError("setting web.max_upload_mb: must be 1 or more")
+        if "://" not in self.ratelimit_storage:
+            raise SettingsError('setting web.ratelimit_storage: a storage URI like "memory://" '
+                                'or "redis://host:6379/0"')
+        try:
+            from limits import parse_many
+
+            parse_many(self.verify_rate_limit)
+        except ValueError:
+            raise SettingsError(f"setting web.verify_rate_limit: {self.verify_rate_limit!r} is "
+                                'not a rate limit like "30/minute"') from None
+
+    def secret_key_path(self, data_dir: Path) -> Path:
+        """Where the secret key lives (see secret_key_file)."""
+        if not self.secret_key_file:
+            return data_dir / "secrets" / "web-secret.key"
+        path = Path(self.secret_key_file)
+        return path if path.is_absolute() else data_dir / path
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
@@ -181,6 +219,7 @@ class Settings:
     crl: CrlSettings = field(default_factory=CrlSettings)
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     tsa: TsaSettings = field(default_factory=TsaSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     config_path: Path | None = None
 
     @property

@@ -4,6 +4,7 @@ and CRL store (a RevocationSource, see signer/revocation.py)."""
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from cryptography import x509
@@ -55,3 +56,30 @@ class KysoRevocation:
                 row = latest(s, ca.id, "full")
                 return [bytes(row.der)] if row is not None else []
         return []
+
+
+def trust_anchors(kyso: Any) -> list[x509.Certificate]:
+    """The trust anchors of this installation: its active, self-signed CA certificates
+    (what `kyso verify` and the web verification page check signatures against)."""
+    with kyso.readers() as s:
+        records = [(r.status, bytes(r.cert_der)) for r in store.list_cas(s)]
+    anchors = []
+    for status, der in records:
+        cert = x509.load_der_x509_certificate(der)
+        if status == "active" and cert.subject == cert.issuer:
+            anchors.append(cert)
+    return anchors
+
+
+_sources: weakref.WeakKeyDictionary[Any, KysoRevocation] = weakref.WeakKeyDictionary()
+_sources_lock = threading.Lock()
+
+
+def revocation_source(kyso: Any) -> KysoRevocation:
+    """One revocation source per Kyso, that is per (worker) process: its OCSP responder keeps
+    its caches between requests."""
+    with _sources_lock:
+        source = _sources.get(kyso)
+        if source is None:
+            source = _sources[kyso] = KysoRevocation(kyso)
+        return source

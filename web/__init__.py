@@ -6,23 +6,15 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
 
 from kyso.settings import Settings, load_settings
+from web.security import SECURITY_HEADERS
+
+__all__ = ["SECURITY_HEADERS", "KysoExtension", "create_app", "get_kyso"]
 
 if TYPE_CHECKING:
     from kyso.app import Kyso
-
-# Strict by default; every page is same-origin HTML with one stylesheet and no script.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-    "X-Frame-Options": "DENY",
-}
-
 
 class KysoExtension:
     """Builds the Kyso wiring on first use in each process (gunicorn forks after import)."""
@@ -69,14 +61,19 @@ def get_kyso() -> Kyso:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; settings are loaded (file + KYSO_* overrides) when not given."""
-    from web import crl, errors, repository, tsa
+    from web import api, crl, errors, i18n, repository, security, tsa, verify
 
     app = Flask(__name__)
     app.config["KYSO_SETTINGS"] = settings if settings is not None else load_settings()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     KysoExtension(app.config["KYSO_SETTINGS"]).init_app(app)
+    i18n.init_app(app)
     errors.init_app(app)
+    # Secret key, session cookies, upload limit, rate limits, CSRF and the security headers:
+    # before the blueprints, so their checks run ahead of any view.
+    security.init_app(app, app.config["KYSO_SETTINGS"])
     app.register_blueprint(repository.bp)
+    app.register_blueprint(verify.bp)
     # /ocsp is a raw WSGI app beside Flask: lean, and it reads the raw (undecoded) path.
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -86,11 +83,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/ocsp": ocsp_app})  # type: ignore[method-assign]
     app.register_blueprint(crl.bp)
     app.register_blueprint(tsa.bp)
-
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
+    app.register_blueprint(api.bp)
+    # Machine clients (JSON API, RFC 3161 queries) send no cookies: no CSRF token to check.
+    security.exempt_from_csrf(api.bp, tsa.bp)
     return app

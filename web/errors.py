@@ -6,7 +6,10 @@ import logging
 import re
 import secrets
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from flask_babel import gettext, lazy_gettext
+from flask_limiter import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ca.errors import CAError
@@ -17,15 +20,18 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Titles shown to people; the message under it comes from the error itself.
 TITLES = {
-    400: "Yêu cầu không hợp lệ",
-    403: "Không được phép",
-    404: "Không tìm thấy",
-    405: "Phương thức không được hỗ trợ",
-    409: "Xung đột trạng thái",
-    422: "Yêu cầu không được chấp nhận",
-    423: "Đã bị khóa",
-    500: "Lỗi máy chủ",
-    503: "Dịch vụ tạm thời không sẵn sàng",
+    400: lazy_gettext("Bad request"),
+    403: lazy_gettext("Forbidden"),
+    404: lazy_gettext("Not found"),
+    405: lazy_gettext("Method not allowed"),
+    409: lazy_gettext("Conflict"),
+    413: lazy_gettext("Upload too large"),
+    415: lazy_gettext("Unsupported file type"),
+    422: lazy_gettext("Request not accepted"),
+    423: lazy_gettext("Locked"),
+    429: lazy_gettext("Too many requests"),
+    500: lazy_gettext("Server error"),
+    503: lazy_gettext("Service temporarily unavailable"),
 }
 
 
@@ -50,10 +56,11 @@ def wants_json() -> bool:
 def error_response(status: int, code: str, message: str) -> Response:
     """The single shape of every error: `{"error": {"code", "message", "request_id"}}`."""
     rid = request_id()
+    message = str(message)
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message, "request_id": rid}})
     else:
-        title = TITLES.get(status, "Lỗi")
+        title = str(TITLES.get(status, lazy_gettext("Error")))
         response = Response(
             render_template("error.html", status=status, title=title, code=code,
                             message=message, request_id=rid),
@@ -71,13 +78,44 @@ def handle_ca_error(exc: CAError) -> Response:
     return error_response(exc.http_status, exc.code, exc.message)
 
 
+def upload_limit_mb() -> int:
+    """The upload limit of this app, in MB ([web] max_upload_mb)."""
+    return int(current_app.config["KYSO_SETTINGS"].web.max_upload_mb)
+
+
+def too_large_message() -> str:
+    return gettext("The file is larger than %(limit)s MB, the most this service accepts.",
+                   limit=upload_limit_mb())
+
+
+def csrf_message() -> str:
+    return gettext("The form could not be accepted: its security token is missing, invalid "
+                   "or expired. Reload the page and send the form again.")
+
+
+def handle_csrf_error(exc: CSRFError) -> Response:
+    # Flask-WTF's reason ("The CSRF token is missing.") goes to the log, not to the page.
+    log.info("CSRF check failed for %s %s: %s", request.method, request.path, exc.description)
+    return error_response(400, "csrf_failed", csrf_message())
+
+
+def handle_rate_limit(exc: RateLimitExceeded) -> Response:
+    item = exc.limit.limit
+    log.info("rate limit %s reached for %s %s", item, request.method, request.path)
+    return error_response(429, "too_many_requests", gettext(
+        "Too many requests: at most %(amount)s in %(seconds)s seconds from one address. "
+        "Wait a little and try again.", amount=item.amount, seconds=item.get_expiry()))
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     messages = {
-        404: "Không có tài nguyên này. (not found)",
-        405: "Phương thức này không được hỗ trợ cho địa chỉ này. (method not allowed)",
+        404: lambda: gettext("This resource does not exist."),
+        405: lambda: gettext("This method is not supported at this address."),
+        413: too_large_message,
     }
-    response = error_response(status, _http_code(exc), messages.get(status, exc.description or ""))
+    message = messages[status]() if status in messages else exc.description or ""
+    response = error_response(status, _http_code(exc), message)
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
@@ -90,12 +128,14 @@ def handle_unexpected(exc: Exception) -> Response:
               exc_info=exc)
     return error_response(
         500, "internal_error",
-        f"Đã xảy ra lỗi nội bộ. Mã yêu cầu: {rid}. (internal error, request id {rid})",
+        gettext("An internal error occurred. Request id: %(rid)s.", rid=rid),
     )
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(CAError, handle_ca_error)
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limit)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask_babel import gettext, lazy_gettext
 
 from ca import store
 from ca.models import CARecord
@@ -24,9 +25,9 @@ try:
 except ZoneInfoNotFoundError:  # no tzdata on the host: Vietnam has had no DST since 1975
     VIETNAM = timezone(timedelta(hours=7), "ICT")  # type: ignore[assignment]
 
-KIND_LABELS = {"root": "CA gốc", "issuing": "CA phát hành"}
-STATUS_LABELS = {"active": "Đang hoạt động", "retired": "Ngừng hoạt động",
-                 "revoked": "Đã thu hồi"}
+KIND_LABELS = {"root": lazy_gettext("Root CA"), "issuing": lazy_gettext("Issuing CA")}
+STATUS_LABELS = {"active": lazy_gettext("Active"), "retired": lazy_gettext("Retired"),
+                 "revoked": lazy_gettext("Revoked")}
 
 
 def vietnam_time(moment: datetime, with_time: bool = True) -> str:
@@ -94,13 +95,14 @@ def index() -> str:
         cas = [_ca_view(record, now) for record in store.list_cas(session)]
     settings = _settings()
     base = settings.base_url.rstrip("/")
+    ca_name = gettext("CA-name")  # placeholder shown in the URL patterns
     return render_template(
         "index.html",
         cas=cas,
         ocsp_url=settings.ocsp_url(),
         tsa_url=f"{base}/tsa",
-        crl_url=settings.crl_url("<tên-CA>"),
-        delta_crl_url=f"{base}/crl/delta/<tên-CA>.crl",
+        crl_url=settings.crl_url(f"<{ca_name}>"),
+        delta_crl_url=f"{base}/crl/delta/<{ca_name}>.crl",
         generated_at=vietnam_time(now),
     )
 

@@ -1,0 +1,285 @@
+"""The JSON API for relying systems (/api/v1): PDF verification, certificate lookup and status."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ca import store
+from ca.models import CARecord, CertificateRecord
+from kyso.validation import revocation_source, trust_anchors
+from signer.errors import SignerError
+from web import get_kyso
+from web.errors import error_response
+
+if TYPE_CHECKING:
+    from kyso.app import Kyso
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# The verifier's own limit (signer.pdfinput.DEFAULT_MAX_BYTES), kept here so importing this
+# module does not import pyHanko; an app-wide MAX_CONTENT_LENGTH lowers it.
+MAX_PDF_BYTES = 200 * 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
+MULTIPART = "multipart/form-data"
+# An X.509 serial is at most 20 octets (RFC 5280 4.1.2.2): 40 hex digits; colons allowed.
+MAX_SERIAL_DIGITS = 40
+MAX_SERIAL_CHARS = 128
+_SERIAL = re.compile(r"[0-9A-Fa-f]+(?::[0-9A-Fa-f]+)*")
+
+# Vietnamese first, the verifier's English detail in brackets (like every message here).
+_SIGNER_MESSAGES = {
+    "not_a_pdf": "Tệp gửi lên không phải là tài liệu PDF.",
+    "pdf_damaged": "Không đọc được tệp PDF: tệp bị hỏng hoặc không đầy đủ.",
+    "pdf_encrypted": "Tệp PDF được bảo vệ bằng mật khẩu, không thể kiểm tra.",
+    "pdf_too_large": "Tệp PDF quá lớn.",
+    "no_signatures": "Tài liệu không có chữ ký số hoặc dấu thời gian nào.",
+}
+
+
+class ApiError(Exception):
+    """A refusal of this API: HTTP status, stable code, safe message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(SignerError)
+def _signer_error(exc: SignerError) -> Response:
+    vietnamese = _SIGNER_MESSAGES.get(exc.code)
+    message = f"{vietnamese} ({exc.message})" if vietnamese else exc.message
+    return error_response(exc.http_status, exc.code, message)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _fingerprint(der: bytes) -> str:
+    return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def normalize_serial(text: str) -> str:
+    """Lowercase hex without colons or leading zeros; ApiError 400 for anything else."""
+    if len(text) > MAX_SERIAL_CHARS or not _SERIAL.fullmatch(text):
+        shown = text if len(text) <= 64 else text[:64] + "…"
+        raise ApiError(400, "invalid_serial",
+                       f"Số hiệu chứng thư phải là số thập lục phân (hex), ví dụ 1a2b3c. "
+                       f"({shown!r} is not a hexadecimal certificate serial)")
+    digits = text.replace(":", "").lower().lstrip("0")
+    if not digits or len(digits) > MAX_SERIAL_DIGITS:
+        raise ApiError(400, "invalid_serial",
+                       f"Số hiệu chứng thư phải lớn hơn 0 và dài tối đa {MAX_SERIAL_DIGITS} chữ "
+                       f"số hex. (a serial is positive, at most {MAX_SERIAL_DIGITS} hex digits)")
+    return digits
+
+
+def _certificate(serial: str) -> tuple[CertificateRecord, CARecord]:
+    with get_kyso().readers() as s:
+        record = store.get_certificate(s, normalize_serial(serial))  # NotFound -> 404
+        return record, store.get_ca_by_id(s, record.ca_id)
+
+
+def _status_json(rec: CertificateRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "serial": rec.serial,
+        "status": rec.status,
+        "expired": rec.not_after <= now,
+        "not_after": _iso(rec.not_after),
+        "revoked_at": _iso(rec.revoked_at),
+        "revocation_reason": rec.revocation_reason,
+        "invalidity_date": _iso(rec.invalidity_date),
+    }
+
+
+def _certificate_json(rec: CertificateRecord, ca: CARecord, now: datetime) -> dict[str, Any]:
+    """The shape of `kyso cert show --json`, without internal ids, plus the issuer's name."""
+    pem = None
+    if rec.cert_der:
+        pem = x509.load_der_x509_certificate(rec.cert_der).public_bytes(
+            serialization.Encoding.PEM).decode()
+    return {
+        "serial": rec.serial,
+        "status": rec.status,
+        "expired": rec.not_after <= now,
+        "ca": ca.name,
+        "issuer": ca.subject,
+        "profile": rec.profile,
+        "subject": rec.subject,
+        "organization": rec.organization,
+        "key_spec": rec.key_spec,
+        "not_before": _iso(rec.not_before),
+        "not_after": _iso(rec.not_after),
+        "revoked_at": _iso(rec.revoked_at),
+        "revocation_reason": rec.revocation_reason,
+        "invalidity_date": _iso(rec.invalidity_date),
+        "sha256_fingerprint": _fingerprint(rec.cert_der) if rec.cert_der else None,
+        "pem": pem,
+    }
+
+
+def _ca_json(kyso: Kyso, record: CARecord, parent: str | None) -> dict[str, Any]:
+    """`kyso ca show --json` without local paths and key labels, plus where to fetch things."""
+    urls = kyso.authority.urls
+    base = kyso.settings.base_url.rstrip("/")
+    delta = kyso.settings.crl.delta and kyso.authority.is_online(record)
+    return {
+        "name": record.name,
+        "kind": record.kind,
+        "parent": parent,
+        "subject": record.subject,
+        "serial": record.serial,
+        "status": record.status,
+        "key_spec": record.key_spec,
+        "not_before": _iso(record.not_before),
+        "not_after": _iso(record.not_after),
+        "sha256_fingerprint": _fingerprint(record.cert_der),
+        "certificate_url": urls.ca_issuers(record.name),
+        "certificate_pem_url": f"{base}/ca/{record.name}.pem",
+        "chain_url": f"{base}/ca/{record.name}/chain.pem",
+        "crl_url": urls.crl(record.name),
+        "delta_crl_url": urls.delta_crl(record.name) if delta else None,
+        "ocsp_url": urls.ocsp(),
+    }
+
+
+def _limits() -> tuple[int, int]:
+    """(largest PDF, largest request body): the verifier's limit, lowered by the app's
+    MAX_CONTENT_LENGTH when that is set."""
+    app_limit: int | None = current_app.config.get("MAX_CONTENT_LENGTH")
+    if app_limit is None:
+        return MAX_PDF_BYTES, MAX_PDF_BYTES + MULTIPART_OVERHEAD
+    return min(MAX_PDF_BYTES, app_limit), app_limit
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_too_large",
+                    f"Tệp gửi lên quá lớn (tối đa {limit} byte). "
+                    f"(request larger than {limit} bytes)")
+
+
+def _uploaded_pdf(body_limit: int) -> bytes:
+    """The PDF of the request: the raw body, or the `file` part of a multipart form."""
+    if request.mimetype not in (*RAW_PDF_TYPES, MULTIPART):
+        raise ApiError(415, "unsupported_media_type",
+                       "Gửi tệp PDF với Content-Type: application/pdf, hoặc multipart/form-data "
+                       "với trường «file». (send the PDF as application/pdf, or as the field "
+                       "'file' of multipart/form-data)")
+    if request.content_length is not None and request.content_length > body_limit:
+        raise _too_large(body_limit)
+    request.max_content_length = body_limit
+    try:
+        if request.mimetype != MULTIPART:
+            data = request.get_data(cache=False)
+            if not data:
+                raise ApiError(400, "missing_body",
+                               "Thiếu nội dung: gửi tệp PDF trong thân yêu cầu. "
+                               "(the request body is empty; send the PDF)")
+            return data
+        upload = request.files.get("file")
+        data = upload.read() if upload is not None else b""
+    except RequestEntityTooLarge:
+        raise _too_large(body_limit) from None
+    if not data:
+        raise ApiError(400, "missing_file",
+                       "Thiếu tệp: gửi tệp PDF trong trường «file» của biểu mẫu. "
+                       "(no file, or an empty one, in the form field 'file')")
+    return data
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+@bp.post("/verify")
+def verify() -> Response:
+    """Verify every signature and document timestamp of a PDF: the report as JSON."""
+    # pyHanko is imported on first use, like `kyso verify` does: most requests never need it.
+    from signer.pdfinput import check_input
+    from signer.report import report_to_json
+    from signer.verify import verify_pdf
+
+    pdf_limit, body_limit = _limits()
+    data = _uploaded_pdf(body_limit)
+    check_input(data, pdf_limit)  # the caller's mistakes first, then ours (no anchors)
+    kyso = get_kyso()
+    anchors = trust_anchors(kyso)
+    if not anchors:
+        raise ApiError(503, "no_trust_anchors",
+                       "Dịch vụ chưa có chứng thư gốc tin cậy (CA gốc) để kiểm tra chữ ký. "
+                       "(no active root CA to verify against)")
+    report = verify_pdf(data, trust_roots=anchors, revocation=revocation_source(kyso),
+                        max_bytes=pdf_limit)
+    response = jsonify(report_to_json(report))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/certificates/<serial>")
+def certificate(serial: str) -> Response:
+    record, ca = _certificate(serial)
+    response = jsonify(_certificate_json(record, ca, datetime.now(UTC)))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/certificates/<serial>/status")
+def certificate_status(serial: str) -> Response:
+    with get_kyso().readers() as s:
+        record = store.get_certificate(s, normalize_serial(serial))
+    response = jsonify(_status_json(record, datetime.now(UTC)))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/certificates/<serial>.pem")
+def certificate_pem(serial: str) -> Response:
+    record, _ = _certificate(serial)
+    if not record.cert_der:
+        raise ApiError(404, "not_issued",
+                       f"Chứng thư {record.serial} chưa được cấp (trạng thái {record.status}). "
+                       f"(certificate {record.serial} was never signed: {record.status})")
+    pem = x509.load_der_x509_certificate(record.cert_der).public_bytes(
+        serialization.Encoding.PEM)
+    response = Response(pem, mimetype="application/x-pem-file")
+    response.headers["Content-Disposition"] = f'attachment; filename="{record.serial}.pem"'
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/cas")
+def cas() -> Response:
+    kyso = get_kyso()
+    with kyso.readers() as s:
+        records = list(store.list_cas(s))
+    names = {r.id: r.name for r in records}
+    response = jsonify([_ca_json(kyso, r, names.get(r.parent_id) if r.parent_id else None)
+                        for r in records])
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from web.openapi import document
+
+    response = jsonify(document())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
