@@ -291,3 +291,24 @@ class TsaTokenRecord(Base):
     message_imprint: Mapped[str] = mapped_column(String(128))  # hex
     tsa_certificate: Mapped[str] = mapped_column(String(64))  # serial of the signing cert
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AccountRecord(Base):
+    """A person who logs in to the web app: argon2id password, TOTP second factor (its secret
+    AES-GCM encrypted under a key derived from the web secret key), roles as a comma list
+    (official, operator, auditor, admin), and the lock-out state."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # nonce || AES-GCM sealed
+    roles: Mapped[str] = mapped_column(String(128))
+    official_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_totp_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -180,6 +180,12 @@ class WebSettings:
     # workers and hosts with e.g. "redis://127.0.0.1:6379/0" in production.
     ratelimit_storage: str = "memory://"
     verify_rate_limit: str = "30/minute"  # POST /verify per client address
+    # Accounts: failed logins (password or code) in a row before an account is locked (an
+    # operator or admin unlocks it); POST /login and /login/totp per client address; how long
+    # a login lasts.
+    login_max_failures: int = 5
+    login_rate_limit: str = "10/minute"
+    session_hours: int = 8
 
     def __post_init__(self) -> None:
         if self.max_upload_mb < 1:
@@ -194,6 +200,17 @@ class WebSettings:
         except ValueError:
             raise SettingsError(f"setting web.verify_rate_limit: {self.verify_rate_limit!r} is "
                                 'not a rate limit like "30/minute"') from None
+        if self.login_max_failures < 1:
+            raise SettingsError("setting web.login_max_failures: must be 1 or more")
+        if not 1 <= self.session_hours <= 24 * 7:
+            raise SettingsError("setting web.session_hours: must be between 1 and 168")
+        try:
+            from limits import parse_many
+
+            parse_many(self.login_rate_limit)
+        except ValueError:
+            raise SettingsError(f"setting web.login_rate_limit: {self.login_rate_limit!r} is "
+                                'not a rate limit like "10/minute"') from None
 
     def secret_key_path(self, data_dir: Path) -> Path:
         """Where the secret key lives (see secret_key_file)."""

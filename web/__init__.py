@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(crl.bp)
     app.register_blueprint(tsa.bp)
     app.register_blueprint(api.bp)
+    from web import auth
+
+    auth.init_app(app)  # /login, /logout, /account and the nav's account corner
     # Machine clients (JSON API, RFC 3161 queries) send no cookies: no CSRF token to check.
     security.exempt_from_csrf(api.bp, tsa.bp)
     return app

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import stat
 import threading
 from pathlib import Path
 
@@ -15,11 +12,11 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
-from kyso.settings import Settings, SettingsError
+from kyso.secret_key import load_secret_key
+from kyso.settings import Settings
 
 log = logging.getLogger("kyso.web")
 
-SECRET_KEY_BYTES = 32
 # Multipart boundaries and part headers around an uploaded file: a file of exactly the
 # configured size still fits in the request.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -41,50 +38,6 @@ csrf = CSRFProtect()
 # One limiter for the process (blueprints decorate their views with it at import time:
 # `@limiter.limit(...)`); its storage comes from [web] ratelimit_storage in init_app.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True, swallow_errors=True)
-
-
-def load_secret_key(path: Path) -> bytes:
-    """The secret key in `path`; made (32 random bytes, mode 0600) when the file is missing.
-
-    Several workers may start at once: the key is written to a private temporary file and
-    linked into place, so a reader never sees a half-written key and only one key wins."""
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(SECRET_KEY_BYTES))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-            log.info("created the web secret key %s", path)
-        except FileExistsError:  # another worker was first: use its key
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    try:
-        key = path.read_bytes()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise  # the caller makes one
-    except OSError as exc:
-        raise SettingsError(f"cannot read the web secret key {path}: "
-                            f"{exc.strerror or exc}") from None
-    if len(key) < SECRET_KEY_BYTES:
-        raise SettingsError(f"the web secret key {path} is shorter than {SECRET_KEY_BYTES} "
-                            "bytes; delete it to have a new one made")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("the web secret key %s is readable by others: chmod 600 it", path)
-    return key
 
 
 class _LazyKeySessionInterface(SecureCookieSessionInterface):
