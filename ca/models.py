@@ -312,3 +312,24 @@ class AccountRecord(Base):
     last_totp_step: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiTokenRecord(Base):
+    """A bearer token of the JSON API: made in the portal by an account with the official
+    role, scoped to that account's official and to what it may do ("sign", "read"). Only the
+    SHA-256 of the token is kept; `prefix` (the first characters of its random part) names it
+    in lists."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    official_id: Mapped[int] = mapped_column(ForeignKey("officials.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256, hex
+    scope: Mapped[str] = mapped_column(String(64))  # comma list: sign,read
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -180,6 +180,7 @@ class WebSettings:
     # workers and hosts with e.g. "redis://127.0.0.1:6379/0" in production.
     ratelimit_storage: str = "memory://"
     verify_rate_limit: str = "30/minute"  # POST /verify per client address
+    sign_rate_limit: str = "60/minute"  # POST /api/v1/sign per client address
     # Accounts: failed logins (password or code) in a row before an account is locked (an
     # operator or admin unlocks it); POST /login and /login/totp per client address; how long
     # a login lasts.
@@ -200,6 +201,11 @@ class WebSettings:
         except ValueError:
             raise SettingsError(f"setting web.verify_rate_limit: {self.verify_rate_limit!r} is "
                                 'not a rate limit like "30/minute"') from None
+        try:
+            parse_many(self.sign_rate_limit)
+        except ValueError:
+            raise SettingsError(f"setting web.sign_rate_limit: {self.sign_rate_limit!r} is "
+                                'not a rate limit like "60/minute"') from None
         if self.login_max_failures < 1:
             raise SettingsError("setting web.login_max_failures: must be 1 or more")
         if not 1 <= self.session_hours <= 24 * 7:

@@ -87,6 +87,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from web import auth
 
     auth.init_app(app)  # /login, /logout, /account and the nav's account corner
+    from web import tokens
+
+    app.register_blueprint(tokens.bp)  # /account/tokens: the official's API tokens
     # Machine clients (JSON API, RFC 3161 queries) send no cookies: no CSRF token to check.
     security.exempt_from_csrf(api.bp, tsa.bp)
     return app

@@ -1,4 +1,5 @@
-"""The JSON API for relying systems (/api/v1): PDF verification, certificate lookup and status."""
+"""The JSON API for relying systems (/api/v1): PDF verification, certificate lookup and status,
+and signing for an official (API token + the official's PIN)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ca import store
+from ca import api_tokens, store
 from ca.models import CARecord, CertificateRecord
 from kyso.validation import revocation_source, trust_anchors
 from signer.errors import SignerError
 from web import get_kyso
-from web.errors import error_response
+from web.errors import error_response, request_id
+from web.security import limiter
 
 if TYPE_CHECKING:
     from kyso.app import Kyso
@@ -41,7 +43,17 @@ _SIGNER_MESSAGES = {
     "pdf_encrypted": "Tệp PDF được bảo vệ bằng mật khẩu, không thể kiểm tra.",
     "pdf_too_large": "Tệp PDF quá lớn.",
     "no_signatures": "Tài liệu không có chữ ký số hoặc dấu thời gian nào.",
+    "signing_refused": "Không thể ký tài liệu.",
+    "tsa_unavailable": "Dịch vụ cấp dấu thời gian tạm thời không sẵn sàng.",
+    "tsa_rejected": "Dịch vụ cấp dấu thời gian từ chối yêu cầu.",
+    "invalid_appearance": "Vị trí hoặc hình thức chữ ký không hợp lệ.",
 }
+_TOKEN_MESSAGES = {
+    "invalid_token": "Mã truy cập API (token) thiếu, không đúng, đã bị thu hồi hoặc đã hết hạn.",
+    "token_scope": "Mã truy cập API (token) này không có quyền ký tài liệu.",
+}
+MAX_PIN_CHARS = 256
+PIN_HEADER = "X-Signing-PIN"
 
 
 class ApiError(Exception):
@@ -64,6 +76,16 @@ def _signer_error(exc: SignerError) -> Response:
     vietnamese = _SIGNER_MESSAGES.get(exc.code)
     message = f"{vietnamese} ({exc.message})" if vietnamese else exc.message
     return error_response(exc.http_status, exc.code, message)
+
+
+@bp.errorhandler(api_tokens.TokenRejected)
+@bp.errorhandler(api_tokens.TokenScopeError)
+def _token_error(exc: api_tokens.TokenRejected | api_tokens.TokenScopeError) -> Response:
+    response = error_response(exc.http_status, exc.code,
+                              f"{_TOKEN_MESSAGES[exc.code]} ({exc.message})")
+    if exc.http_status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="kyso"'
+    return response
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -273,6 +295,113 @@ def cas() -> Response:
     response = jsonify([_ca_json(kyso, r, names.get(r.parent_id) if r.parent_id else None)
                         for r in records])
     response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _sign_rate_limit() -> str:
+    return str(current_app.config["KYSO_SETTINGS"].web.sign_rate_limit)
+
+
+def _bearer_token() -> api_tokens.TokenInfo:
+    """The request's API token, checked (and its use recorded); TokenRejected otherwise.
+    A refusal is audited and committed before it is raised."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    presented = token.strip() if scheme.lower() == "bearer" else ""
+    if not presented:
+        raise api_tokens.TokenRejected("send Authorization: Bearer kyso_...")
+    refused: api_tokens.TokenRejected | None = None
+    with get_kyso().sessions.begin() as s:
+        try:
+            info = api_tokens.verify(s, presented, request_id=request_id())
+        except api_tokens.TokenRejected as exc:
+            refused = exc  # the audit entry of the refusal commits with this block
+    if refused is not None:
+        raise refused
+    return info
+
+
+def _parameter(name: str) -> str | None:
+    """A query parameter, or a field of a multipart form (read after the body)."""
+    value = request.args.get(name)
+    if value is None and request.mimetype == MULTIPART:
+        value = request.form.get(name)
+    return value if value not in (None, "") else None
+
+
+def _sign_request(signer_module: Any) -> Any:
+    Level, Kind = signer_module.Level, signer_module.Kind  # noqa: N806
+    Placement, SignRequest = signer_module.Placement, signer_module.SignRequest  # noqa: N806
+    level_text = _parameter("level") or Level.B_LT.value
+    kind_text = _parameter("kind") or Kind.PERSONAL.value
+    try:
+        level = Level(level_text)
+    except ValueError:
+        raise ApiError(400, "invalid_level",
+                       f"Mức chữ ký phải là một trong {', '.join(x.value for x in Level)}. "
+                       f"(level must be one of {', '.join(x.value for x in Level)})") from None
+    try:
+        kind = Kind(kind_text)
+    except ValueError:
+        raise ApiError(400, "invalid_kind",
+                       "Loại chữ ký phải là personal hoặc organization. "
+                       "(kind must be personal or organization)") from None
+    visible, field = _parameter("visible"), _parameter("field")
+    if visible and field:
+        raise ApiError(400, "invalid_placement",
+                       "Chỉ dùng một trong hai: visible hoặc field. "
+                       "(give visible or field, not both)")
+    if field is not None and (len(field) > 128 or not field.isprintable()):
+        raise ApiError(400, "invalid_placement",
+                       "Tên trường chữ ký không hợp lệ. (field: at most 128 printable "
+                       "characters)")
+    if visible is not None:
+        placement = Placement.parse_visible(visible)  # SigningRefused 422 when malformed
+    elif field is not None:
+        placement = Placement(field=field)
+    else:
+        placement = Placement()
+    return SignRequest(level=level, placement=placement, kind=kind)
+
+
+@bp.post("/sign")
+@limiter.limit(_sign_rate_limit)
+def sign() -> Response:
+    """Sign one PDF for the token's official with their PIN: the signed PDF."""
+    info = _bearer_token()
+    if not info.has("sign"):
+        raise api_tokens.TokenScopeError("this token's scope does not include sign")
+    pin = request.headers.get(PIN_HEADER, "")
+    if not pin:
+        raise ApiError(400, "missing_pin",
+                       f"Thiếu mã PIN ký số: gửi trong tiêu đề {PIN_HEADER}. "
+                       f"(the official's signing PIN goes in the {PIN_HEADER} header)")
+    if len(pin) > MAX_PIN_CHARS:
+        raise ApiError(400, "invalid_pin", "Mã PIN quá dài. (the PIN is too long)")
+    # pyHanko is imported on first use, as for /verify.
+    from kyso.signing import BatchItem, sign_documents, signing_certificate
+    from signer import pdfsign
+    from signer.pdfinput import check_input
+
+    pdf_limit, body_limit = _limits()
+    data = _uploaded_pdf(body_limit)
+    check_input(data, pdf_limit)  # not a PDF, damaged, encrypted, too large: before the PIN
+    sign_request = _sign_request(pdfsign)
+    kyso = get_kyso()
+    # Revoked, held, expired or missing certificate: refused before the PIN is tried.
+    certificate = signing_certificate(kyso, info.official_id)
+    results = list(sign_documents(
+        kyso, info.official_id, pin, [BatchItem("document.pdf", data)], sign_request,
+        actor=f"account:{info.username}"))
+    result = results[0]
+    if result.error is not None:
+        raise result.error
+    assert result.data is not None
+    response = Response(result.data, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = 'attachment; filename="signed.pdf"'
+    response.headers["X-Signature-Level"] = str(sign_request.level)
+    response.headers["X-Certificate-Serial"] = certificate.serial
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -33,6 +33,7 @@ REASON_CODES = [  # the reason.* messages of signer/report.py
 ]
 SIGNATURE_KINDS = ["signature", "document_timestamp"]
 PADES_LEVELS = ["B-B", "B-T", "B-LT", "B-LTA"]
+SIGN_KINDS = ["personal", "organization"]
 MODIFICATION_LEVELS = ["none", "lta_updates", "form_filling", "annotations", "other"]
 COVERAGE_LEVELS = ["entire_file", "entire_revision", "contiguous_block", "unclear"]
 REVOCATION_STATUSES = ["good", "revoked", "unknown"]
@@ -243,13 +244,21 @@ def _schemas() -> dict[str, Any]:
 
 
 _ERRORS = {
-    400: "Bad request: a missing body or file, or a malformed serial.",
+    400: "Bad request: a missing body, file or signing PIN, a malformed serial or parameter.",
+    401: "No API token, or an unknown, revoked or expired one (code invalid_token).",
+    403: "The token's scope lacks the operation (token_scope), or the signing PIN is wrong "
+         "(pin_incorrect: the message says how many attempts are left).",
     404: "No such certificate.",
     413: "The PDF is larger than the service accepts.",
     415: "Not a PDF, or another Content-Type than application/pdf, application/octet-stream "
          "or multipart/form-data.",
-    422: "A PDF that cannot be verified: damaged, encrypted or without any signature.",
-    503: "The service has no trust anchor (no active root CA).",
+    422: "A PDF that cannot be verified (damaged, encrypted or without any signature), or "
+         "signing refused (signing_refused: the official's certificate is revoked, on hold or "
+         "expired; a bad placement; pdf_damaged, pdf_encrypted).",
+    423: "The official's signing key is locked after too many wrong PINs (key_locked).",
+    429: "Too many signing requests from this address (Retry-After says when to retry).",
+    503: "The service has no trust anchor (no active root CA), or the timestamp authority "
+         "needed for B-T and above is unavailable (tsa_unavailable).",
 }
 
 
@@ -276,9 +285,76 @@ _SERIAL_PARAMETER = {
 }
 
 
+_PIN_PARAMETER = {
+    "name": "X-Signing-PIN", "in": "header", "required": True,
+    "description": "The official's own signing PIN, for this operation (never stored). "
+                   "Wrong PINs count towards locking the official's key.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_SIGN_PARAMETERS = [
+    _PIN_PARAMETER,
+    _query("level", "PAdES baseline level (B-T and above need the timestamp authority).",
+           {"type": "string", "enum": PADES_LEVELS, "default": "B-LT"}),
+    _query("visible", "A visible signature: PAGE,X,Y,W,H in PDF points from the bottom-left "
+                      "corner (e.g. 1,350,50,200,80). Invisible when neither this nor field.",
+           {"type": "string", "maxLength": 200}),
+    _query("field", "An existing empty signature field to sign into.",
+           {"type": "string", "maxLength": 128}),
+    _query("kind", "A personal signature or the organization's.",
+           {"type": "string", "enum": SIGN_KINDS, "default": "personal"}),
+]
+
+
 def _paths() -> dict[str, Any]:
     pdf = {"type": "string", "format": "binary"}
     return {
+        "/sign": {"post": {
+            "operationId": "signPdf",
+            "summary": "Sign a PDF for the token's official",
+            "description": "Signs one PDF with the key of the official the API token belongs "
+                           "to (no parameter names another official), after the official's "
+                           "PIN in X-Signing-PIN opens it. The certificate is checked first: "
+                           "a revoked, held or expired one is refused (422) before the PIN "
+                           "is tried. Parameters come from the query string or, for "
+                           "multipart requests, from form fields. Rate limited per client "
+                           "address.",
+            "security": [{"apiToken": []}],
+            "parameters": _SIGN_PARAMETERS,
+            "requestBody": {"required": True, "content": {
+                "application/pdf": {"schema": pdf},
+                "application/octet-stream": {"schema": pdf},
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": {
+                        "file": pdf,
+                        "level": {"type": "string", "enum": PADES_LEVELS},
+                        "visible": {"type": "string", "maxLength": 200},
+                        "field": {"type": "string", "maxLength": 128},
+                        "kind": {"type": "string", "enum": SIGN_KINDS},
+                    }, "required": ["file"]},
+                    "encoding": {"file": {"contentType": "application/pdf"}},
+                },
+            }},
+            "responses": _responses({
+                "description": "The signed PDF (an incremental update of the one sent).",
+                "headers": {
+                    "X-Request-ID": _REQUEST_ID_HEADER,
+                    "X-Signature-Level": {"description": "The PAdES level made.",
+                                          "schema": {"type": "string", "enum": PADES_LEVELS}},
+                    "X-Certificate-Serial": {"description": "Serial (hex) of the signing "
+                                                            "certificate.",
+                                             "schema": {"type": "string",
+                                                        "pattern": HEX_SERIAL}},
+                },
+                "content": {"application/pdf": {"schema": pdf}},
+            }, 400, 401, 403, 413, 415, 422, 423, 429, 503),
+        }},
         "/verify": {"post": {
             "operationId": "verifyPdf",
             "summary": "Verify the signatures of a PDF",
@@ -345,7 +421,9 @@ def _document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": "For relying systems of Ho Chi Minh City (the document-management "
                            "system, portals, other agencies): verify signed PDFs, look up "
-                           "certificates and their status, find the CAs. No authentication. "
+                           "certificates and their status, find the CAs (no authentication), "
+                           "and sign PDFs for an official (an API token made in the portal, "
+                           "Authorization: Bearer kyso_..., plus the official's PIN). "
                            "Errors are JSON {\"error\": {\"code\", \"message\", "
                            "\"request_id\"}}; another method than the documented one is a 405 "
                            "with an Allow header.",
@@ -356,6 +434,10 @@ def _document() -> dict[str, Any]:
             "schemas": _schemas(),
             "responses": {f"Error{status}": _json(text, _ref("Error"))
                           for status, text in _ERRORS.items()},
+            "securitySchemes": {"apiToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token (kyso_...) made at /account/tokens by an account "
+                               "with the official role; scope sign for /sign."}},
         },
     }
 

@@ -144,7 +144,7 @@ def test_generated_valid_requests_conform(spec: Any, method: str, path: str) -> 
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    op for op in OPERATIONS if op[1].startswith(("/verify", "/certificates"))])
+    op for op in OPERATIONS if op[1].startswith(("/verify", "/certificates", "/sign"))])
 def test_generated_invalid_requests_get_a_documented_4xx(spec: Any, method: str,
                                                          path: str) -> None:
     _run(spec[path][method], GenerationMode.NEGATIVE)
