@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 from cryptography import x509
@@ -20,9 +20,10 @@ from cryptography import x509
 from kyso.cli import Context, main, pass_ctx
 from kyso.validation import KysoRevocation, trust_anchors
 from signer.errors import SignerError
+from signer.pdfinput import DEFAULT_MAX_BYTES
 
-# signer.verify imports pyHanko (most of a second): only `kyso verify` itself pays for it.
-DEFAULT_MAX_MB = 200
+# signer.verify imports pyHanko (most of a second): only `kyso verify` itself imports it.
+DEFAULT_MAX_MB = DEFAULT_MAX_BYTES // 2**20
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -67,11 +68,6 @@ def _read_anchors(paths: tuple[Path, ...]) -> list[x509.Certificate]:
     return anchors
 
 
-def _database_roots(app: Any) -> list[x509.Certificate]:
-    """The active, self-signed CA certificates of this installation."""
-    return trust_anchors(app)
-
-
 @main.command("verify", cls=_VerifyCommand)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report (JSON).")
@@ -108,7 +104,7 @@ def verify(ctx: Context, file: Path, as_json: bool, lang: str, trust_files: tupl
                 if anchors is None or ctx.settings.config_path is not None:
                     app = ctx.kyso
                     if anchors is None:
-                        anchors = _database_roots(app)
+                        anchors = trust_anchors(app)
             except Exception as exc:  # noqa: BLE001 - settings, database, HSM: one line
                 if anchors is None:
                     _bad_input("trust_unavailable",

@@ -1,16 +1,18 @@
 """Reading an untrusted PDF: size limit, header, damage and encryption turned into clear errors
-(for both the signer and the verifier)."""
+(for both the signer and the verifier). pyHanko is imported only where a PDF is opened: the
+limits and checks here are cheap to import (the CLI and the web app use them up front)."""
 
 from __future__ import annotations
 
 import io
 import logging
-
-from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.reader import PdfFileReader
+from typing import TYPE_CHECKING
 
 from signer.errors import NotAPdf, PdfDamaged, PdfEncrypted, PdfTooLarge
+
+if TYPE_CHECKING:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ def short(exc: BaseException, limit: int = 200) -> str:
 def open_pdf(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFileReader:
     """A reader over `data`. A file encrypted with an owner password only (empty user
     password) opens; one that needs a password is PdfEncrypted."""
+    from pyhanko.pdf_utils.crypt import AuthStatus
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
     check_input(data, max_bytes)
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
@@ -66,6 +71,8 @@ def open_pdf(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> PdfFileReader:
 def open_for_update(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> IncrementalPdfFileWriter:
     """An incremental writer (signing appends a revision; earlier bytes never change).
     Encrypted files are refused: the signed revision would have to be encrypted too."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
     check_input(data, max_bytes)
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)

@@ -33,7 +33,7 @@ from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.errors import SignerError, SigningRefused
-from signer.pdfinput import open_for_update, short
+from signer.pdfinput import DEFAULT_MAX_BYTES, open_for_update, short
 from signer.revocation import InProcessFetchers, RevocationSource
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class DocumentSigner:
         trust_roots: Sequence[x509.Certificate] = (),
         identity: SignerIdentity | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        max_bytes: int = 200 * 1024 * 1024,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.certificate = certificate
         self._cert = _asn1(certificate)

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 from signer.verify import PASSED, Reason, SignatureReport, VerificationReport
 
-__all__ = ["LANGUAGES", "format_time", "message", "render_text", "report_to_json"]
+__all__ = ["LANGUAGES", "format_time", "integrity_text", "message", "reason_text",
+           "render_text", "report_to_json", "revocation_text"]
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 LANGUAGES = ("vi", "en")
@@ -134,12 +135,12 @@ def _render_signature(sig: SignatureReport, n: int, m: Any) -> list[str]:
         stamps = ", ".join(f"{format_time(d.time)} ({d.indication})"
                            for d in sig.document_timestamps)
         out.append(f"  {m('doc_timestamps')}: {stamps}")
-    out.append(f"  {m('integrity')}: {_integrity_text(sig, m)}")
+    out.append(f"  {m('integrity')}: {integrity_text(sig, m)}")
     if sig.certificate_path:
         trust = m("path.trusted") if sig.path_trusted else m("path.untrusted")
         out.append(f"  {m('path')}: {' → '.join(sig.certificate_path)} ({trust})")
     if is_sig:
-        out.append(f"  {m('revocation')}: {_revocation_text(sig, m)}")
+        out.append(f"  {m('revocation')}: {revocation_text(sig, m)}")
         out.append(f"  {m('level')}: {sig.pades_level or m('level.none')}")
     mod = sig.modification
     mod_text = m("mod." + mod.level)
@@ -152,11 +153,12 @@ def _render_signature(sig: SignatureReport, n: int, m: Any) -> list[str]:
     if sig.reasons:
         out.append(f"  {m('reasons')}:")
         for reason in sig.reasons:
-            out.append(f"    - {_reason_text(reason, m)}")
+            out.append(f"    - {reason_text(reason, m)}")
     return out
 
 
-def _integrity_text(sig: SignatureReport, m: Any) -> str:
+def integrity_text(sig: SignatureReport, m: Any) -> str:
+    """Integrity of a signature in words (`m`: message id -> text in the wanted language)."""
     i = sig.integrity
     if i.digest_ok is None or i.signature_ok is None:
         return m("integrity.unknown")
@@ -167,7 +169,8 @@ def _integrity_text(sig: SignatureReport, m: Any) -> str:
     return m("integrity.ok")
 
 
-def _revocation_text(sig: SignatureReport, m: Any) -> str:
+def revocation_text(sig: SignatureReport, m: Any) -> str:
+    """Revocation status at signing time, the revocation time and reason, and the sources."""
     r = sig.revocation
     parts = [m("revocation." + r.status)]
     if r.revoked_at is not None:
@@ -182,7 +185,8 @@ def _revocation_text(sig: SignatureReport, m: Any) -> str:
     return "; ".join(parts)
 
 
-def _reason_text(reason: Reason, m: Any) -> str:
+def reason_text(reason: Reason, m: Any) -> str:
+    """A reason of the verdict in words, with its detail."""
     text = m("reason." + reason.code)
     return f"{text} ({reason.detail})" if reason.detail else text
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -16,8 +16,10 @@ from ca import api_tokens, store
 from ca.models import CARecord, CertificateRecord
 from kyso.validation import revocation_source, trust_anchors
 from signer.errors import SignerError
+from signer.pdfinput import DEFAULT_MAX_BYTES
 from web import get_kyso
 from web.errors import error_response, request_id
+from web.repository import fingerprint
 from web.security import limiter
 
 if TYPE_CHECKING:
@@ -25,9 +27,8 @@ if TYPE_CHECKING:
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-# The verifier's own limit (signer.pdfinput.DEFAULT_MAX_BYTES), kept here so importing this
-# module does not import pyHanko; an app-wide MAX_CONTENT_LENGTH lowers it.
-MAX_PDF_BYTES = 200 * 1024 * 1024
+# The verifier's own limit; an app-wide MAX_CONTENT_LENGTH lowers it.
+MAX_PDF_BYTES = DEFAULT_MAX_BYTES
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
 RAW_PDF_TYPES = ("application/pdf", "application/octet-stream")
 MULTIPART = "multipart/form-data"
@@ -96,10 +97,6 @@ def _iso(moment: datetime | None) -> str | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _fingerprint(der: bytes) -> str:
-    return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex(":").upper()
-
-
 def normalize_serial(text: str) -> str:
     """Lowercase hex without colons or leading zeros; ApiError 400 for anything else."""
     if len(text) > MAX_SERIAL_CHARS or not _SERIAL.fullmatch(text):
@@ -135,10 +132,7 @@ def _status_json(rec: CertificateRecord, now: datetime) -> dict[str, Any]:
 
 def _certificate_json(rec: CertificateRecord, ca: CARecord, now: datetime) -> dict[str, Any]:
     """The shape of `kyso cert show --json`, without internal ids, plus the issuer's name."""
-    pem = None
-    if rec.cert_der:
-        pem = x509.load_der_x509_certificate(rec.cert_der).public_bytes(
-            serialization.Encoding.PEM).decode()
+    cert = x509.load_der_x509_certificate(rec.cert_der) if rec.cert_der else None
     return {
         "serial": rec.serial,
         "status": rec.status,
@@ -154,8 +148,8 @@ def _certificate_json(rec: CertificateRecord, ca: CARecord, now: datetime) -> di
         "revoked_at": _iso(rec.revoked_at),
         "revocation_reason": rec.revocation_reason,
         "invalidity_date": _iso(rec.invalidity_date),
-        "sha256_fingerprint": _fingerprint(rec.cert_der) if rec.cert_der else None,
-        "pem": pem,
+        "sha256_fingerprint": fingerprint(cert) if cert else None,
+        "pem": cert.public_bytes(serialization.Encoding.PEM).decode() if cert else None,
     }
 
 
@@ -174,7 +168,7 @@ def _ca_json(kyso: Kyso, record: CARecord, parent: str | None) -> dict[str, Any]
         "key_spec": record.key_spec,
         "not_before": _iso(record.not_before),
         "not_after": _iso(record.not_after),
-        "sha256_fingerprint": _fingerprint(record.cert_der),
+        "sha256_fingerprint": fingerprint(x509.load_der_x509_certificate(record.cert_der)),
         "certificate_url": urls.ca_issuers(record.name),
         "certificate_pem_url": f"{base}/ca/{record.name}.pem",
         "chain_url": f"{base}/ca/{record.name}/chain.pem",

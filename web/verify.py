@@ -19,7 +19,7 @@ from web.i18n import current_language
 from web.security import limiter, upload_limit_bytes
 
 if TYPE_CHECKING:
-    from signer.verify import Reason, SignatureReport, VerificationReport
+    from signer.verify import SignatureReport, VerificationReport
 
 bp = Blueprint("verify", __name__)
 
@@ -74,7 +74,7 @@ def report_view(report: VerificationReport, lang: str, filename: str,
     signatures = []
     for sig in report.signatures:
         counters[sig.kind] = counters.get(sig.kind, 0) + 1
-        signatures.append(_signature_view(sig, counters[sig.kind], m, format_time))
+        signatures.append(_signature_view(sig, counters[sig.kind], m))
     return ReportView(
         filename=filename,
         size=len(data),
@@ -94,7 +94,9 @@ def report_view(report: VerificationReport, lang: str, filename: str,
     )
 
 
-def _signature_view(sig: SignatureReport, n: int, m: Any, format_time: Any) -> SignatureView:
+def _signature_view(sig: SignatureReport, n: int, m: Any) -> SignatureView:
+    from signer.report import format_time, integrity_text, reason_text, revocation_text
+
     is_sig = sig.kind == "signature"
     rows: list[tuple[str, str]] = []
     if sig.signer is not None:
@@ -115,14 +117,14 @@ def _signature_view(sig: SignatureReport, n: int, m: Any, format_time: Any) -> S
     if sig.document_timestamps:
         rows.append((m("doc_timestamps"), ", ".join(
             f"{format_time(d.time)} ({d.indication})" for d in sig.document_timestamps)))
-    rows.append((m("integrity"), _integrity(sig, m)))
+    rows.append((m("integrity"), integrity_text(sig, m)))
     if sig.certificate_path:
         trust = m("path.trusted") if sig.path_trusted else m("path.untrusted")
         rows.append((m("path"), f"{' → '.join(sig.certificate_path)} ({trust})"))
     else:
         rows.append((m("path"), m("path.untrusted")))
     if is_sig:
-        rows.append((m("revocation"), _revocation(sig, m)))
+        rows.append((m("revocation"), revocation_text(sig, m)))
         rows.append((m("level"), sig.pades_level or m("level.none")))
     mod = sig.modification
     mod_text = m("mod." + mod.level)
@@ -143,39 +145,8 @@ def _signature_view(sig: SignatureReport, n: int, m: Any, format_time: Any) -> S
         indication=sig.indication,
         sub_indication=sig.sub_indication,
         rows=tuple(rows),
-        reasons=tuple(_reason(r, m) for r in sig.reasons),
+        reasons=tuple(reason_text(r, m) for r in sig.reasons),
     )
-
-
-def _integrity(sig: SignatureReport, m: Any) -> str:
-    i = sig.integrity
-    if i.digest_ok is None or i.signature_ok is None:
-        return m("integrity.unknown")
-    if not i.digest_ok:
-        return m("integrity.hash")
-    return m("integrity.ok") if i.signature_ok else m("integrity.sig")
-
-
-def _revocation(sig: SignatureReport, m: Any) -> str:
-    r = sig.revocation
-    parts = [m("revocation." + r.status)]
-    if r.revoked_at is not None:
-        from signer.report import format_time
-
-        key = "revoked_at" if r.status == "revoked" else "revoked_later"
-        parts.append(m(key, time=format_time(r.revoked_at)))
-        if r.reason:
-            parts.append(m("revocation.reason", reason=m("crl." + r.reason)))
-    if r.ca_revoked:
-        parts.append(m("revocation.ca"))
-    if r.sources:
-        parts.append(m("sources", sources=", ".join(m("source." + s) for s in r.sources)))
-    return "; ".join(parts)
-
-
-def _reason(reason: Reason, m: Any) -> str:
-    text = m("reason." + reason.code)
-    return f"{text} ({reason.detail})" if reason.detail else text
 
 
 # -- the pages ------------------------------------------------------------------------------

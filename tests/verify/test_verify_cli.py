@@ -107,7 +107,9 @@ def test_database_roots_are_the_active_self_signed_cas(kyso_app):
     """The default trust anchors: the installation's root CA, not its issuing CAs."""
     from cryptography import x509
 
-    roots = kyso.cli_verify._database_roots(kyso_app)
+    from kyso.validation import trust_anchors
+
+    roots = trust_anchors(kyso_app)
     names = [r.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
              for r in roots]
     assert "Test Root CA" in names and "Test Issuing CA" not in names

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from served import Gunicorn
-from web_support import Server, fetch, wait_for
+from web_support import Server, app_over, fetch, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT = 180
@@ -68,3 +69,17 @@ def server(kyso_config: Path) -> Iterator[Server]:
         yield srv
     finally:
         gunicorn.stop()
+
+
+@pytest.fixture(scope="module")
+def app(kyso_app: Any) -> Any:
+    """The real app over the session's CA (modules needing another app define their own)."""
+    return app_over(kyso_app)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    from web.security import limiter
+
+    limiter.reset()  # every test starts with a fresh rate-limit count
+    yield app.test_client()

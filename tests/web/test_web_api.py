@@ -36,25 +36,6 @@ EMAIL = "binh@saigon.hochiminhcity.gov.vn"
 PAGE_TEXT = b"UY BAN NHAN DAN"
 
 
-def make_api_app(kyso_app: Any) -> Flask:
-    """The real app over the session's CA; shares its Kyso (one HSM login per process)."""
-    app = create_app(kyso_app.settings)
-    if "api" not in app.blueprints:  # until create_app registers the API blueprint itself
-        app.register_blueprint(api.bp)
-    app.extensions["kyso"].get = lambda: kyso_app
-    return app
-
-
-@pytest.fixture(scope="module")
-def app(kyso_app: Any) -> Flask:
-    return make_api_app(kyso_app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 @pytest.fixture(scope="module")
 def spec(app: Flask) -> Any:
     """The document as the app serves it, loaded by schemathesis."""
@@ -234,8 +215,6 @@ def test_no_root_ca_is_503_after_the_input_checks(tmp_path: Path, signed_pdf: by
     kyso.migrate()
     kyso.close()
     app = create_app(settings)
-    if "api" not in app.blueprints:
-        app.register_blueprint(api.bp)
     client = app.test_client()
     spec = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     assert_error(client.post("/api/v1/verify", data=b"%PNG", content_type="application/pdf"),

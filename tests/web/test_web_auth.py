@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import inspect, select
+from web_support import app_over
 from werkzeug.test import TestResponse
 
 from ca import accounts, audit
 from ca.models import AccountRecord, OfficialRecord
 from kyso.cli_account import add_account, unlock_account
 from kyso.settings import Settings, SettingsError, WebSettings
-from web import create_app
 from web.auth import login_required
 from web.security import limiter, load_secret_key
 
@@ -35,9 +34,7 @@ _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def _app(kyso_app: Any, **web: Any) -> Flask:
     """The real app over the session's CA, plus one operator-only test page."""
-    settings: Settings = kyso_app.settings
-    app = create_app(replace(settings, web=replace(settings.web, **web)))
-    app.extensions["kyso"].get = lambda: kyso_app
+    app = app_over(kyso_app, **web)
 
     @login_required("operator")
     def operator_only() -> str:
@@ -50,12 +47,6 @@ def _app(kyso_app: Any, **web: Any) -> Flask:
 @pytest.fixture(scope="module")
 def app(kyso_app: Any) -> Flask:
     return _app(kyso_app)
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    limiter.reset()  # every test starts with a fresh count
-    yield app.test_client()
 
 
 def _key(kyso_app: Any) -> bytes:

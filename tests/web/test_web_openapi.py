@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from signer import verify as signer_verify
 from signer.report import _MESSAGES
-from web import api, create_app, openapi
+from web import openapi
 from web.openapi import document
 
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
@@ -33,16 +33,6 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 MAX_EXAMPLES = 25
 OPERATIONS = sorted((method.upper(), path) for path, item in document()["paths"].items()
                     for method in item)
-
-
-@pytest.fixture(scope="module")
-def app(kyso_app: Any) -> Flask:
-    """The real app over the session's CA; shares its Kyso (one HSM login per process)."""
-    flask_app = create_app(kyso_app.settings)
-    if "api" not in flask_app.blueprints:  # until create_app registers the API blueprint
-        flask_app.register_blueprint(api.bp)
-    flask_app.extensions["kyso"].get = lambda: kyso_app
-    return flask_app
 
 
 @pytest.fixture(scope="module")

@@ -7,28 +7,26 @@ import hashlib
 import io
 import re
 import secrets
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pyotp
 import pytest
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
-from flask import Flask
 from flask.testing import FlaskClient
 from pdf_samples import make_pdf
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
+from web_support import app_over
 from werkzeug.test import TestResponse
 
 from ca import accounts, api_tokens, audit
 from ca.models import ApiTokenRecord, OfficialRecord
 from kyso.settings import Settings
 from signer.pdfsign import Kind, Level
-from web import create_app, openapi
+from web import openapi
 from web.security import limiter, load_secret_key
 
 PASSWORD = "mật-khẩu-đủ-dài-2026"
@@ -40,20 +38,6 @@ PDF = make_pdf(1)
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def app(kyso_app: Any) -> Flask:
-    settings: Settings = kyso_app.settings
-    flask_app = create_app(replace(settings, web=replace(settings.web)))
-    flask_app.extensions["kyso"].get = lambda: kyso_app
-    return flask_app
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    limiter.reset()
-    yield app.test_client()
-
 
 def _add_official(kyso_app: Any, name: str, pin: str) -> tuple[int, str]:
     new = kyso_app.authority.add_official(
@@ -339,10 +323,7 @@ def test_revoked_certificate_is_refused_before_the_pin(client: FlaskClient,
 
 
 def test_sign_is_rate_limited(kyso_app: Any) -> None:
-    settings: Settings = kyso_app.settings
-    limited = create_app(replace(settings, web=replace(settings.web,
-                                                       sign_rate_limit="2/minute")))
-    limited.extensions["kyso"].get = lambda: kyso_app
+    limited = app_over(kyso_app, sign_rate_limit="2/minute")
     limiter.reset()
     client = limited.test_client()
     statuses = [_sign(client, None).status_code for _ in range(3)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import re
 import stat
-from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from flask import Flask
 from flask.testing import FlaskClient
 from pdf_samples import make_pdf
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -26,6 +23,7 @@ from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pypdf import PdfReader, PdfWriter
+from web_support import app_over
 from werkzeug.test import TestResponse
 
 from kyso.bootstrap import SETTINGS_TEMPLATE, WEB_DEMO_SECTION, _add_web_section
@@ -109,25 +107,6 @@ def _encrypted(data: bytes) -> bytes:
 
 
 # -- apps and clients -----------------------------------------------------------------------
-
-def _app(kyso_app: Any, **web: Any) -> Flask:
-    """The real app over the session's CA (its Kyso shared: one HSM login per process)."""
-    settings: Settings = kyso_app.settings
-    app = create_app(replace(settings, web=replace(settings.web, **web)))
-    app.extensions["kyso"].get = lambda: kyso_app
-    return app
-
-
-@pytest.fixture(scope="module")
-def app(kyso_app: Any) -> Flask:
-    return _app(kyso_app)
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    limiter.reset()  # every test starts with a fresh count
-    yield app.test_client()
-
 
 def _token(client: FlaskClient, path: str = "/verify") -> str:
     page = client.get(path)
@@ -257,7 +236,7 @@ def test_refusals_are_json_for_json_clients(client: FlaskClient) -> None:
 
 
 def test_upload_over_the_limit_is_413(kyso_app: Any) -> None:
-    small = _app(kyso_app, max_upload_mb=1)
+    small = app_over(kyso_app, max_upload_mb=1)
     client = small.test_client()
     token = _token(client)
     big = b"%PDF-1.7\n" + b"0" * (3 * 2**20 // 2)
@@ -310,7 +289,7 @@ def test_machine_endpoints_need_no_csrf_token(client: FlaskClient,
 # -- rate limit -----------------------------------------------------------------------------
 
 def test_rate_limit_gives_a_clear_429(kyso_app: Any) -> None:
-    limited = _app(kyso_app, verify_rate_limit="3/minute")
+    limited = app_over(kyso_app, verify_rate_limit="3/minute")
     limiter.reset()
     client = limited.test_client()
     token = _token(client)
@@ -340,7 +319,7 @@ def test_session_cookie_is_httponly_lax_and_secure(client: FlaskClient,
                                                    kyso_app: Any) -> None:
     cookie = _session_cookie(client.get("/verify"))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
-    demo = _app(kyso_app, session_cookie_secure=False).test_client()
+    demo = app_over(kyso_app, session_cookie_secure=False).test_client()
     cookie = _session_cookie(demo.get("/verify"))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
 

@@ -63,3 +63,16 @@ def wait_for(condition: Callable[[], bool], server: Server, what: str,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}\n{server.log()[-3000:]}")
         time.sleep(0.2)
+
+
+def app_over(kyso_app: Any, **web: Any) -> Any:
+    """The real Flask app over the session's CA (tests/conftest.py `kyso_app`), sharing its Kyso
+    (one HSM login per process); `web` overrides [web] settings (upload limit, rate limits...)."""
+    from dataclasses import replace
+
+    from web import create_app
+
+    settings = kyso_app.settings
+    app = create_app(replace(settings, web=replace(settings.web, **web)))
+    app.extensions["kyso"].get = lambda: kyso_app
+    return app
