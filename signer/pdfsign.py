@@ -34,7 +34,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer.errors import SignerError, SigningRefused
 from signer.pdfinput import DEFAULT_MAX_BYTES, open_for_update, short
-from signer.revocation import InProcessFetchers, RevocationSource
+from signer.revocation import CLOCK_TOLERANCE, InProcessFetchers, RevocationSource
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +274,7 @@ class DocumentSigner:
         return ValidationContext(
             trust_roots=self._roots, other_certs=self._chain, allow_fetching=True,
             fetcher_backend=InProcessFetchers(self.revocation), revocation_mode="hard-fail",
+            time_tolerance=CLOCK_TOLERANCE,
         )
 
     async def _sign(self, data: bytes, request: SignRequest) -> bytes:

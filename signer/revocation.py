@@ -9,6 +9,7 @@ B-LT signing embeds what was pulled in the document's DSS.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
+from datetime import timedelta
 from typing import Any, Protocol
 
 from asn1crypto import crl as asn1_crl
@@ -22,6 +23,12 @@ from pyhanko_certvalidator.fetchers.api import (
     Fetchers,
     OCSPFetcher,
 )
+
+# pyHanko fixes the validation time before it fetches, and our responder signs a response on a
+# miss with thisUpdate = now: later than the validation time by however long the work between
+# took. pyHanko's default tolerance (1 s) turned such a fresh response into "not yet valid" on
+# a loaded machine. One minute covers that and ordinary clock skew between hosts.
+CLOCK_TOLERANCE = timedelta(minutes=1)
 
 
 class RevocationSource(Protocol):

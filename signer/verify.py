@@ -94,7 +94,7 @@ from signer.pdfinput import (
     open_pdf,
     short,
 )
-from signer.revocation import InProcessFetchers, RevocationSource
+from signer.revocation import CLOCK_TOLERANCE, InProcessFetchers, RevocationSource
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -541,7 +541,8 @@ class _Verifier:
     def _spec(self, embedded: _Embedded) -> SignatureValidationSpec:
         trust = SimpleTrustManager.build(trust_roots=self.roots)
         signer_policy = CertValidationPolicySpec(
-            trust_manager=trust, revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO))
+            trust_manager=trust, revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+            time_tolerance=CLOCK_TOLERANCE)
         # TSA certificates: whatever revocation data exists counts, however old (a revoked
         # TSA fails), and none at all is tolerated — see the module docstring.
         soft = RevocationCheckingRule.CHECK_IF_DECLARED_SOFT
@@ -549,7 +550,8 @@ class _Verifier:
             trust_manager=trust,
             revinfo_policy=CertRevTrustPolicy(
                 RevocationCheckingPolicy(soft, soft), freshness=_ANY_AGE,
-                freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION))
+                freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION),
+            time_tolerance=CLOCK_TOLERANCE)
         if self.source is not None:
             gathering = RevocationInfoGatheringSpec(
                 online_fetching_rule=RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH,

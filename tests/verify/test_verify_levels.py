@@ -217,3 +217,13 @@ def test_revocation_source_without_answer_falls_back_to_the_dss(signed, pki):
     sig = only(verify_pdf(signed["B-LT"], trust_roots=[pki.root.cert], revocation=Silent()),
                "Sig1")
     assert sig.indication == PASSED and sig.revocation.sources == ("dss",)
+
+
+def test_a_revocation_answer_made_after_the_validation_time_still_counts(signed, pki):
+    # The responder signs on a miss, after the verifier fixed its validation time: on a loaded
+    # machine that answer's thisUpdate is seconds later. It must count (pyHanko's default 1 s
+    # tolerance made it "not yet valid" and the verdict INDETERMINATE).
+    late = pki.source(NOW + timedelta(minutes=5, seconds=20))  # thisUpdate: NOW + 20 s
+    report = verify_pdf(signed["B-B"], trust_roots=[pki.root.cert], revocation=late, now=NOW)
+    sig = only(report, "Sig1")
+    assert (sig.indication, sig.revocation.status) == (PASSED, "good")
