@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,8 +25,10 @@ from ca.errors import (
     InvalidRequest,
     KeyLocked,
     LintFailed,
+    NotFound,
     PinIncorrect,
     StateConflict,
+    SubjectRejected,
 )
 from ca.issuance import (
     ApprovedRequest,
@@ -881,6 +883,196 @@ class Authority:
                          obj=f"official:{official_id}", clock=self.clock)
             return public_key, key_rec.id
 
+    # -- reissue: renewal or change of content of an official's certificate ---------------
+
+    def official_content(self, serial: str) -> dict[str, str | None]:
+        """The content of an official's certificate as people edit it (CONTENT_FIELDS):
+        subject attributes by name, and the e-mail address of its SAN."""
+        serial = normalize_serial(serial)
+        with self.readers() as s:
+            rec = store.get_certificate(s, serial)
+            if rec.cert_der is None:
+                raise StateConflict(f"certificate {serial} was never signed")
+            cert = x509.load_der_x509_certificate(rec.cert_der)
+        return _content_of(cert)
+
+    def prepare_reissue(
+        self,
+        serial: str,
+        changes: Mapping[str, str | None] | None = None,
+        *,
+        key_id: int | None = None,
+        validity_days: int | None = None,
+        actor: str = "operator",
+        requested_by: str | None = None,
+        now: datetime | None = None,
+    ) -> Reissue:
+        """Check a reissue of an official's certificate without touching the HSM or the
+        database: the certificate must be valid (or on hold) and not expired, the new content
+        (the old one with `changes` applied) must pass the profile like `add_official`'s, the
+        e-mail goes in the SAN, and the key is the certificate's (`key_id` None) or the
+        official's key record `key_id` (a pending new key)."""
+        serial = normalize_serial(serial)
+        unknown = set(changes or {}) - set(CHANGEABLE_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {', '.join(sorted(unknown))}; "
+                                 f"changeable: {', '.join(CHANGEABLE_FIELDS)}")
+        now = now or self.clock()
+        with self.readers() as s:
+            old = store.get_certificate(s, serial)
+            ca_name = store.get_ca_by_id(s, old.ca_id).name
+            public_key: CertificatePublicKeyTypes | None = None
+            official_key_id = old.official_key_id
+            if key_id is not None:
+                key_rec = s.get(OfficialKeyRecord, key_id)
+                if key_rec is None or key_rec.official_id != old.official_id \
+                        or key_rec.status == "retired":
+                    raise InvalidRequest(f"key {key_id} is not a usable key of official "
+                                         f"{old.official_id}")
+                public_key = serialization.load_der_public_key(  # type: ignore[assignment]
+                    key_rec.public_key_der)
+                official_key_id = key_id
+        return self._build_reissue(old, ca_name, changes, public_key, official_key_id,
+                                   validity_days=validity_days, actor=actor,
+                                   requested_by=requested_by, now=now, windows={})
+
+    def prepare_reissues(
+        self,
+        wanted: Sequence[tuple[str, Mapping[str, str | None] | None]],
+        *,
+        validity_days: int | None = None,
+        actor: str = "operator",
+        requested_by: str | None = None,
+        now: datetime | None = None,
+    ) -> list[Reissue | CAError]:
+        """`prepare_reissue` for many (serial, changes) with the same key each, in one read:
+        a Reissue, or the CAError refusing it, per entry, in order (for bulk changes)."""
+        now = now or self.clock()
+        serials = [normalize_serial(serial) for serial, _ in wanted]
+        with self.readers() as s:
+            records = store.certificates_by_serial(s, serials)
+            ca_names = {ca.id: ca.name for ca in store.list_cas(s)}
+        windows: dict[tuple[str, str, int], None] = {}
+        out: list[Reissue | CAError] = []
+        for serial, (_, changes) in zip(serials, wanted, strict=True):
+            try:
+                old = records.get(serial)
+                if old is None:
+                    raise NotFound(f"no certificate with serial {serial}")
+                out.append(self._build_reissue(
+                    old, ca_names[old.ca_id], changes, None, old.official_key_id,
+                    validity_days=validity_days, actor=actor, requested_by=requested_by,
+                    now=now, windows=windows))
+            except CAError as exc:
+                out.append(exc)
+        return out
+
+    def _build_reissue(
+        self,
+        old: CertificateRecord,
+        ca_name: str,
+        changes: Mapping[str, str | None] | None,
+        public_key: CertificatePublicKeyTypes | None,
+        official_key_id: int | None,
+        *,
+        validity_days: int | None,
+        actor: str,
+        requested_by: str | None,
+        now: datetime,
+        windows: dict[tuple[str, str, int], None],
+    ) -> Reissue:
+        """The checks of `prepare_reissue` on a loaded certificate record (no database)."""
+        serial = old.serial
+        unknown = set(changes or {}) - set(CHANGEABLE_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {', '.join(sorted(unknown))}; "
+                                 f"changeable: {', '.join(CHANGEABLE_FIELDS)}")
+        if old.official_id is None:
+            raise InvalidRequest(f"certificate {serial} is not an official's certificate")
+        if old.status not in ("valid", "hold") or old.cert_der is None:
+            raise StateConflict(f"certificate {serial} is {old.status} and cannot be "
+                                "renewed")
+        if old.not_after <= now:
+            raise StateConflict(f"certificate {serial} expired on "
+                                f"{old.not_after:%Y-%m-%d}; it cannot be renewed")
+        official_id, old_id, old_profile = old.official_id, old.id, old.profile
+        old_cert = x509.load_der_x509_certificate(old.cert_der)
+        old_content = _content_of(old_cert)
+        content = dict(old_content)
+        for name, value in (changes or {}).items():
+            content[name] = value.strip() if isinstance(value, str) and value.strip() else None
+        profile = self.profiles.get(old_profile)
+        subject = official_subject(profile, content)
+        validity_days = validity_days or self.official_validity_days  # as add_official
+        if not content.get("email"):
+            raise InvalidRequest("an official's certificate needs an e-mail address")
+        request = ApprovedRequest(
+            profile=profile, subject=subject,
+            public_key=public_key or old_cert.public_key(),  # type: ignore[arg-type]
+            emails=(str(content["email"]),), validity_days=validity_days,
+            kind="change" if content != old_content else "renewal",
+            requested_by=requested_by or actor, approved_by=actor, official_id=official_id,
+            official_key_id=official_key_id, predecessor_id=old_id,
+        )
+        check_request(request)
+        # The issuing CA must still be active, and in force long enough (checked once per
+        # CA, profile and validity in a bulk run).
+        window_key = (ca_name, profile.name, validity_days)
+        if window_key not in windows:
+            validity_window(profile, validity_days, now, self.backdate,
+                            self.issuer_preview(ca_name))
+            windows[window_key] = None
+        old_org = old_cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+        same_org = bool(old_org) and str(old_org[0].value) == content.get("organization")
+        return Reissue(ca_name=ca_name, serial=serial, request=request, content=content,
+                       same_organization=same_org)
+
+    def reissue(
+        self,
+        serial: str,
+        changes: Mapping[str, str | None] | None = None,
+        *,
+        key_id: int | None = None,
+        validity_days: int | None = None,
+        actor: str = "operator",
+        requested_by: str | None = None,
+    ) -> IssuedCertificate:
+        """A new certificate for an official's certificate `serial`, with `changes` to its
+        content (name, title, organization, unit, locality, email) and the same key, or the
+        official's key record `key_id`; linked to the old one. Everything is checked
+        (`prepare_reissue`) before anything is issued. The old certificate is left as it is:
+        the caller revokes it (superseded / affiliationChanged) once this one is issued."""
+        plan = self.prepare_reissue(serial, changes, key_id=key_id,
+                                    validity_days=validity_days, actor=actor,
+                                    requested_by=requested_by)
+        return self.issue(plan.ca_name, plan.request, actor=actor)
+
+    def new_official_key(self, official_id: int, pin: str, *, actor: str = "official") -> (
+        tuple[str, bytes, CertificatePublicKeyTypes]
+    ):
+        """A new key for the official, made in the HSM and returned wrapped (spec, blob,
+        public key), after their PIN opened the current key (wrong PINs count as for
+        signing): only the official can give their key a successor. Store it with
+        `store_official_key`."""
+        from hsm import KeySpec
+
+        old_key, _ = self._open_official_key(official_id, pin, actor)
+        spec = old_key.key_spec
+        blob, public_key = self.token.generate_wrapped_key_pair(
+            KeySpec.parse(spec), self.wrapping_key_label)
+        return spec, blob, public_key
+
+    def store_official_key(
+        self, s: Session, official_id: int, spec: str, blob: bytes,
+        public_key: CertificatePublicKeyTypes, pin: str, *, status: str = "pending",
+    ) -> OfficialKeyRecord:
+        """Record a key from `new_official_key`, sealed under `pin`, in `s`'s transaction; a
+        `pending` key is never used to sign (only the active one is)."""
+        key_rec = self._new_key_record(s, official_id, spec, public_key, blob, pin,
+                                       self.clock())
+        key_rec.status = status
+        return key_rec
+
     def revoke(
         self,
         serial: str,
@@ -918,6 +1110,69 @@ class Authority:
                          details={"reason": flag.value}, clock=self.clock)
             store.ocsp_certificate_changed(s, rec.ca_id, serial, self.clock())  # OCSP
             return rec
+
+    def revoke_many(
+        self,
+        revocations: Sequence[tuple[str, str | x509.ReasonFlags]],
+        *,
+        actor: str = "operator",
+        session: Session | None = None,
+        skip_revoked: bool = False,
+    ) -> list[str]:
+        """Revoke several certificates (serial, reason) in one transaction -- `session`'s,
+        else a new one: what `revoke` does for each (audit entry, OCSP change feed, the CA
+        row locked before the status-change time is read), with one lock per CA and bulk
+        statements. A certificate already revoked is a StateConflict, or is left out with
+        `skip_revoked`. Returns the serials revoked now."""
+        flags: list[tuple[str, x509.ReasonFlags]] = []
+        for serial, reason in revocations:
+            flag = reason if isinstance(reason, x509.ReasonFlags) else parse_reason(reason)
+            if flag in (x509.ReasonFlags.certificate_hold, x509.ReasonFlags.remove_from_crl):
+                raise InvalidRequest(f"{flag.value} is not a reason for a bulk revocation")
+            flags.append((normalize_serial(serial), flag))
+        if not flags:
+            return []
+        if session is None:
+            with self.sessions.begin() as s:
+                return self.revoke_many(flags, actor=actor, session=s,
+                                        skip_revoked=skip_revoked)
+        s = session
+        now = self.clock()
+        records = store.certificates_by_serial(s, [serial for serial, _ in flags],
+                                               for_update=True)
+        change_times: dict[int, datetime] = {}
+        done: list[str] = []
+        entries = []
+        changed: list[tuple[int, str]] = []
+        for serial, flag in flags:
+            rec = records.get(serial)
+            if rec is None:
+                raise NotFound(f"no certificate with serial {serial}")
+            if rec.status == "revoked":
+                if skip_revoked:
+                    continue
+                raise StateConflict(f"certificate {serial} is already revoked "
+                                    f"({rec.revocation_reason}, "
+                                    f"{rec.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")
+            if rec.status == "failed":
+                raise StateConflict(f"certificate {serial} was never signed")
+            if rec.ca_id not in change_times:
+                change_times[rec.ca_id] = self._status_change_time(s, rec.ca_id)
+            rec.status = "revoked"
+            rec.status_changed_at = change_times[rec.ca_id]
+            if rec.revoked_at is None or rec.revocation_reason != "certificateHold":
+                rec.revoked_at = now
+            rec.revocation_reason = flag.value
+            rec.invalidity_date = None
+            entries.append(audit.entry(at=self.clock(), actor=actor,
+                                       action="certificate.revoke", obj=f"cert:{serial}",
+                                       details={"reason": flag.value}))
+            changed.append((rec.ca_id, serial))
+            done.append(serial)
+        s.flush()
+        audit.append(s, entries)
+        store.ocsp_certificates_changed(s, changed, self.clock())  # OCSP
+        return done
 
     def _status_change_time(self, s: Session, ca_id: int) -> datetime:
         """Lock the CA row, then read the clock: a CRL made under the same lock either sees
@@ -1019,6 +1274,65 @@ _OID = {
 }
 
 
+# The content of an official's certificate, as people edit it: field -> subject attribute.
+CONTENT_FIELDS: dict[str, str] = {"name": "CN", "title": "T", "organization": "O", "unit": "OU",
+                                  "locality": "L", "province": "ST", "email": ""}
+# What a request may change (the province follows the locality's certificate as it was).
+CHANGEABLE_FIELDS = ("name", "title", "organization", "unit", "locality", "email")
+
+
+@dataclass(frozen=True)
+class Reissue:
+    """A checked reissue, ready for `Authority.issue`: the CA, the old serial, the request, the
+    new content, and whether the organization stays (superseded) or not (affiliationChanged)."""
+
+    ca_name: str
+    serial: str
+    request: ApprovedRequest
+    content: dict[str, str | None]
+    same_organization: bool
+
+    @property
+    def revocation_reason(self) -> x509.ReasonFlags:
+        return (x509.ReasonFlags.superseded if self.same_organization
+                else x509.ReasonFlags.affiliation_changed)
+
+
+def _content_of(cert: x509.Certificate) -> dict[str, str | None]:
+    content: dict[str, str | None] = {}
+    for field_name, short in CONTENT_FIELDS.items():
+        if not short:
+            continue
+        values = cert.subject.get_attributes_for_oid(_OID[short])
+        content[field_name] = str(values[0].value) if values else None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        emails = san.get_values_for_type(x509.RFC822Name)
+    except x509.ExtensionNotFound:
+        emails = []
+    content["email"] = emails[0] if emails else None
+    return content
+
+
+def certificate_content(cert: x509.Certificate) -> dict[str, str | None]:
+    """The content of an official's certificate as people edit it (CONTENT_FIELDS)."""
+    return _content_of(cert)
+
+
+def official_subject(profile: Any, content: Mapping[str, str | None]) -> x509.Name:
+    """An official's subject from content fields, checked by the profile (as add_official)."""
+    attributes = []
+    for field_name, short in CONTENT_FIELDS.items():
+        value = content.get(field_name)
+        if short and value:
+            try:
+                attributes.append(x509.NameAttribute(_OID[short], value))
+            except ValueError as exc:
+                raise SubjectRejected(f"{field_name}: {exc}") from None
+    attributes.append(x509.NameAttribute(_OID["C"], "VN"))
+    return profile.build_subject(x509.Name(attributes))  # type: ignore[no-any-return]
+
+
 def _seal_aad(official_id: int, key_id: int) -> bytes:
     # Binds a sealed key to its row: swapping blobs between officials fails to open.
     return f"kyso-official-key:{official_id}:{key_id}".encode()
@@ -1042,4 +1356,5 @@ def _probe_key(spec: str) -> CertificatePublicKeyTypes:
     return throwaway_key(spec).public_key()  # type: ignore[return-value]
 
 
-__all__ = ["Authority", "IssuedCertificate", "NewOfficial", "parse_reason"]
+__all__ = ["CHANGEABLE_FIELDS", "CONTENT_FIELDS", "Authority", "IssuedCertificate", "NewOfficial",
+           "Reissue", "certificate_content", "official_subject", "parse_reason"]

@@ -86,3 +86,54 @@ class CeremonyRefused(CAError):
 
     code = "ceremony_refused"
     http_status = 422
+
+
+class RequestPending(StateConflict):
+    """A certificate already has an open request: decide or cancel that one first."""
+
+    code = "request_pending"
+
+
+class RequestDecided(StateConflict):
+    """The request was already approved, rejected or cancelled (or is being issued)."""
+
+    code = "request_decided"
+
+
+class RowProblem:
+    """One problem of an uploaded file (a reorganization mapping): its line number in the
+    file (the header is line 1; 0 for the file as a whole) and what is wrong."""
+
+    __slots__ = ("message", "row")
+
+    def __init__(self, row: int, message: str) -> None:
+        self.row = row
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RowProblem({self.row!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowProblem) and (self.row, self.message) == (
+            other.row, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.row, self.message))
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.message}" if self.row else self.message
+
+
+class MappingRejected(InvalidRequest):
+    """A reorganization mapping was refused before anything was issued; `problems` names the
+    offending rows (and the message lists them)."""
+
+    code = "mapping_rejected"
+    http_status = 422
+
+    def __init__(self, problems: list[RowProblem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.row, p.message))
+        shown = "; ".join(str(p) for p in self.problems[:20])
+        more = f"; and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+        super().__init__(f"the mapping is refused ({len(self.problems)} problem(s)): "
+                         f"{shown}{more}")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -333,3 +334,125 @@ class ApiTokenRecord(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OfficialRequestRecord(Base):
+    """A request about an official's certificate, filed (by the official in the portal or
+    through the API, or by an operator) and decided by an operator: `renewal` (same content),
+    `change` (new content) or `new` (a first certificate). `content` is the requested subject
+    content as JSON (name, title, organization, unit, locality, province, email). With
+    key_choice `new`, `key_id` is the official's new key, made and sealed under their PIN when
+    they filed, kept `pending` until the certificate for it is issued (retired otherwise).
+    `issuing`: an operator approved it and the certificate is being made."""
+
+    __tablename__ = "official_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # renewal | change | new
+    official_id: Mapped[int] = mapped_column(ForeignKey("officials.id"), index=True)
+    serial: Mapped[str | None] = mapped_column(String(64))  # the certificate it renews
+    content: Mapped[str] = mapped_column(Text)
+    key_choice: Mapped[str] = mapped_column(String(8))  # same | new
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("official_keys.id"))
+    # pending | issuing | approved | rejected | cancelled
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    filed_via: Mapped[str] = mapped_column(String(16))  # portal | operator | api
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    new_serial: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # At most one open request per certificate, whatever the races (NULL serials of `new`
+        # requests never collide; those are checked per official in ca/requests.py).
+        Index("uq_official_requests_open", "serial", unique=True,
+              sqlite_where=text("status IN ('pending', 'issuing')"),
+              postgresql_where=text("status IN ('pending', 'issuing')")),
+    )
+
+
+class MailOutboxRecord(Base):
+    """One e-mail to send (ca/outbox.py queues, kyso/mailer.py delivers): kept until the mail
+    server accepted it (`sent`) or refused it for good (`failed`, a 5xx for the recipient),
+    so a mail server outage loses nothing. `dedupe_key` is unique: the same notice (e.g.
+    `expiry:<serial>:7d`) is never queued twice. `ref` names what it is about
+    (`cert:<serial>`, `request:<id>`, `batch:<id>`). `next_attempt_at` is also the claim of
+    a delivering process (pushed ahead while it sends), so two workers never send it twice."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # plain text, UTF-8
+    kind: Mapped[str] = mapped_column(String(32))  # expiry-warning | renewal | batch | ...
+    ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+
+
+# Successor lookups (renewals, reorganization batches resuming) go by predecessor_id.
+Index("ix_certificates_predecessor_id", CertificateRecord.predecessor_id)
+
+
+class ReorgBatchRecord(Base):
+    """A bulk change after a reorganization (ca/reorg.py): the mapping as uploaded (its text
+    and SHA-256: running the same mapping again resumes the unfinished batch), who started
+    it, where it stands and its counts. `runner` (host:pid) and `heartbeat_at` say which
+    process is running it, so two never run it at once and a dead one's is taken over."""
+
+    __tablename__ = "reorg_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mapping_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    mapping_text: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # planned | running | waiting (rekey: officials' PINs) | done | failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    rekey: Mapped[bool] = mapped_column(Boolean, default=False)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    runner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReorgItemRecord(Base):
+    """One certificate of a reorganization batch: the old one, the planned new content
+    (JSON: content and changes) and subject, the revocation reason, and where it stands:
+    pending | waiting (rekey) | issued (new serial recorded, old not yet revoked) | done |
+    failed | skipped."""
+
+    __tablename__ = "reorg_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("reorg_batches.id"))
+    old_serial: Mapped[str] = mapped_column(String(64))
+    old_certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    official_id: Mapped[int] = mapped_column(ForeignKey("officials.id"), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    old_subject: Mapped[str] = mapped_column(Text)
+    new_subject: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    new_serial: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("batch_id", "old_serial", name="uq_reorg_items_batch_serial"),
+        Index("ix_reorg_items_batch_status", "batch_id", "status"),
+    )

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ca import api_tokens, store
+from ca import requests as cert_requests
+from ca.errors import CAError, NotFound
 from ca.models import CARecord, CertificateRecord
 from kyso.validation import revocation_source, trust_anchors
 from signer.errors import SignerError
@@ -395,6 +397,123 @@ def sign() -> Response:
     response.headers["Content-Disposition"] = 'attachment; filename="signed.pdf"'
     response.headers["X-Signature-Level"] = str(sign_request.level)
     response.headers["X-Certificate-Serial"] = certificate.serial
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- certificate requests (renewal / change of content) of the token's official -------------
+
+MAX_REQUEST_BODY = 16 * 1024
+MAX_REQUEST_NO = 2**31 - 1
+_REQUEST_BODY_FIELDS = ("kind", "serial", "changes", "key")
+# Vietnamese first, the library's English detail in brackets, as everywhere in this API.
+_REQUEST_MESSAGES = {
+    "not_found": "Không tìm thấy chứng thư số hoặc yêu cầu này của cán bộ.",
+    "request_pending": "Chứng thư số này đã có một yêu cầu đang chờ xử lý.",
+    "conflict": "Chứng thư số đã bị thu hồi hoặc đã hết hạn, không thể gia hạn.",
+    "invalid_request": "Yêu cầu không hợp lệ.",
+    "subject_rejected": "Nội dung chứng thư số không hợp lệ.",
+    "weak_key": "Khóa không được chấp nhận.",
+    "lint_failed": "Chứng thư số không đạt kiểm tra kỹ thuật.",
+}
+
+
+def _request_error(exc: CAError) -> ApiError:
+    vietnamese = _REQUEST_MESSAGES.get(exc.code, "Không thể xử lý yêu cầu.")
+    return ApiError(exc.http_status, exc.code, f"{vietnamese} ({exc.message})")
+
+
+def _request_body() -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       "Gửi yêu cầu dạng JSON (Content-Type: application/json). "
+                       "(send the request as application/json)")
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BODY:
+        raise _too_large(MAX_REQUEST_BODY)
+    request.max_content_length = MAX_REQUEST_BODY
+    try:
+        body = request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        raise _too_large(MAX_REQUEST_BODY) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json",
+                       "Thân yêu cầu phải là một đối tượng JSON. (the body must be a JSON "
+                       "object)")
+    unknown = sorted(set(body) - set(_REQUEST_BODY_FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_field",
+                       f"Trường không được hỗ trợ: {', '.join(unknown)[:200]}. "
+                       f"(unknown field(s); allowed: {', '.join(_REQUEST_BODY_FIELDS)})")
+    return body
+
+
+@bp.post("/certificate-requests")
+def file_certificate_request() -> Response:
+    """File a renewal or change-of-content request for a certificate of the token's official
+    (the same key only: a new key needs the official's PIN, in the portal)."""
+    info = _bearer_token()
+    if not info.has("sign"):
+        raise api_tokens.TokenScopeError("this token's scope does not include sign")
+    body = _request_body()
+    kind = body.get("kind")
+    if kind not in ("renewal", "change"):
+        raise ApiError(400, "invalid_kind",
+                       "Loại yêu cầu phải là renewal (gia hạn) hoặc change (thay đổi nội "
+                       "dung). (kind must be renewal or change)")
+    serial = body.get("serial")
+    if not isinstance(serial, str):
+        raise ApiError(400, "invalid_serial",
+                       "Thiếu số hiệu chứng thư (serial, hex). (serial: a hexadecimal string)")
+    serial = normalize_serial(serial)
+    if body.get("key", "same") != "same":
+        raise ApiError(400, "key_not_supported",
+                       "Qua API chỉ gia hạn với khóa hiện tại (key: same); khóa mới cần mã PIN "
+                       "của cán bộ và được yêu cầu trên cổng thông tin. (only key \"same\" "
+                       "over the API)")
+    changes = body.get("changes") or {}
+    if not isinstance(changes, dict):
+        raise ApiError(400, "invalid_changes",
+                       "changes phải là một đối tượng JSON. (changes must be an object)")
+    if kind == "renewal" and changes:
+        raise ApiError(400, "invalid_changes",
+                       "Gia hạn giữ nguyên nội dung: dùng kind change để thay đổi. "
+                       "(a renewal keeps the content; use kind change)")
+    if kind == "change" and not changes:
+        raise ApiError(400, "invalid_changes",
+                       "Yêu cầu thay đổi nội dung cần ít nhất một trường trong changes. "
+                       "(a change needs at least one field in changes)")
+    authority = get_kyso().authority
+    actor = f"account:{info.username}"
+    try:
+        if kind == "renewal":
+            filed = cert_requests.file_renewal(
+                authority, serial, actor=actor, official_id=info.official_id, key="same",
+                filed_via="api", request_id=request_id())
+        else:
+            filed = cert_requests.file_change(
+                authority, serial, changes, actor=actor, official_id=info.official_id,
+                key="same", filed_via="api", request_id=request_id())
+    except CAError as exc:
+        raise _request_error(exc) from None
+    response = jsonify(filed.as_json())
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.certificate_request", request_no=filed.id)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/certificate-requests/<int:request_no>")
+def certificate_request(request_no: int) -> Response:
+    """A request of the token's official: its status, and the new serial once approved."""
+    info = _bearer_token()
+    try:
+        if request_no < 1 or request_no > MAX_REQUEST_NO:
+            raise NotFound(f"no certificate request {request_no}")
+        found = cert_requests.get(get_kyso().authority, request_no,
+                                  official_id=info.official_id)
+    except CAError as exc:
+        raise _request_error(exc) from None
+    response = jsonify(found.as_json())
     response.headers["Cache-Control"] = "no-store"
     return response
 

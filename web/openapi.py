@@ -52,6 +52,15 @@ CERTIFICATE_REVOCATION_REASONS = [  # RFC 5280 names, as stored (cryptography's 
     "removeFromCRL",
 ]
 CA_KINDS = ["root", "issuing"]
+# Vocabularies of certificate requests (ca/requests.py).
+REQUEST_KINDS = ["renewal", "change", "new"]
+REQUEST_STATUSES = ["pending", "issuing", "approved", "rejected", "cancelled"]
+REQUEST_KEYS = ["same", "new"]
+REQUEST_FILED_VIA = ["portal", "operator", "api"]
+REQUEST_CONTENT_FIELDS = ["name", "title", "organization", "unit", "locality", "province",
+                          "email"]
+REQUEST_CHANGEABLE_FIELDS = ["name", "title", "organization", "unit", "locality", "email"]
+MAX_REQUEST_ID = 2**31 - 1
 CA_STATUSES = ["active", "retired", "revoked"]
 
 SERIAL_PATTERN = "^[0-9A-Fa-f]+(:[0-9A-Fa-f]+)*$"
@@ -222,6 +231,53 @@ def _schemas() -> dict[str, Any]:
             "sha256_fingerprint": _nullable({"type": "string", "pattern": FINGERPRINT}),
             "pem": _nullable({"type": "string", "pattern": "^-----BEGIN CERTIFICATE-----"}),
         }, "Null fingerprint and PEM: never signed (pending or failed)."),
+        "CertificateRequestContent": _object(
+            {name: _nullable(STRING) for name in REQUEST_CONTENT_FIELDS},
+            "The certificate content asked for: subject attributes by name (title T, "
+            "organization O, unit OU, locality L, province ST) and the e-mail address of the "
+            "SAN; null: absent."),
+        "CertificateRequest": _object({
+            "id": {"type": "integer", "minimum": 1},
+            "kind": _enum(REQUEST_KINDS, "renewal: same content; change: new content; new: "
+                                         "a first certificate."),
+            "status": _enum(REQUEST_STATUSES, "issuing: approved, the certificate is being "
+                                              "made."),
+            "serial": _nullable({"type": "string", "pattern": HEX_SERIAL,
+                                 "description": "The certificate it renews (null for new)."}),
+            "content": _ref("CertificateRequestContent"),
+            "key": _enum(REQUEST_KEYS, "The certificate's key, or a new one (asked for in "
+                                       "the portal, with the official's PIN)."),
+            "filed_via": _enum(REQUEST_FILED_VIA),
+            "requested_at": TIME,
+            "decided_at": _nullable(TIME),
+            "reason": _nullable({"type": "string", "description": "Why it was rejected."}),
+            "new_serial": _nullable({"type": "string", "pattern": HEX_SERIAL,
+                                     "description": "The new certificate, once approved "
+                                                    "(the old one is then revoked)."}),
+        }, "A renewal or change-of-content request, decided by an operator."),
+        "NewCertificateRequest": {
+            "type": "object",
+            "properties": {
+                "kind": _enum(["renewal", "change"]),
+                "serial": {"type": "string", "pattern": SERIAL_PATTERN, "minLength": 1,
+                           "maxLength": 128,
+                           "description": "A certificate of the token's official."},
+                "changes": {
+                    "type": "object",
+                    "properties": {name: _nullable({"type": "string", "maxLength": 254})
+                                   for name in REQUEST_CHANGEABLE_FIELDS},
+                    "additionalProperties": False,
+                    "description": "For kind change (at least one field): the new values; "
+                                   "an empty string or null removes an optional attribute. "
+                                   "Not allowed for kind renewal.",
+                },
+                "key": {"type": "string", "enum": ["same"], "default": "same",
+                        "description": "Only the certificate's key over the API: a new key "
+                                       "needs the official's PIN (in the portal)."},
+            },
+            "required": ["kind", "serial"],
+            "additionalProperties": False,
+        },
         "CA": _object({
             "name": STRING,
             "kind": _enum(CA_KINDS),
@@ -244,17 +300,22 @@ def _schemas() -> dict[str, Any]:
 
 
 _ERRORS = {
-    400: "Bad request: a missing body, file or signing PIN, a malformed serial or parameter.",
+    400: "Bad request: a missing body, file or signing PIN, a malformed serial or parameter, "
+         "or a certificate request that is not well-formed JSON of the documented shape.",
     401: "No API token, or an unknown, revoked or expired one (code invalid_token).",
     403: "The token's scope lacks the operation (token_scope), or the signing PIN is wrong "
          "(pin_incorrect: the message says how many attempts are left).",
-    404: "No such certificate.",
+    404: "No such certificate (for certificate requests: no such certificate or request of "
+         "the token's official).",
+    409: "The certificate already has a pending request (request_pending), or it is revoked "
+         "or expired (conflict).",
     413: "The PDF is larger than the service accepts.",
     415: "Not a PDF, or another Content-Type than application/pdf, application/octet-stream "
-         "or multipart/form-data.",
+         "or multipart/form-data (application/json for certificate requests).",
     422: "A PDF that cannot be verified (damaged, encrypted or without any signature), or "
          "signing refused (signing_refused: the official's certificate is revoked, on hold or "
-         "expired; a bad placement; pdf_damaged, pdf_encrypted).",
+         "expired; a bad placement; pdf_damaged, pdf_encrypted), or a certificate request "
+         "whose content the certificate profile refuses (subject_rejected, invalid_request).",
     423: "The official's signing key is locked after too many wrong PINs (key_locked).",
     429: "Too many signing requests from this address (Retry-After says when to retry).",
     503: "The service has no trust anchor (no active root CA), or the timestamp authority "
@@ -404,6 +465,42 @@ def _paths() -> dict[str, Any]:
             "responses": _responses(_json("Every CA, oldest first.",
                                           {"type": "array", "items": _ref("CA")})),
         }},
+        "/certificate-requests": {"post": {
+            "operationId": "fileCertificateRequest",
+            "summary": "Ask for a renewal or a change of content of the official's certificate",
+            "description": "Files a request for a new certificate replacing one of the token's "
+                           "official's certificates: the same content (renewal) or changed "
+                           "content (change), with the same key. The new content is checked "
+                           "at once; an operator then approves it (the new certificate is "
+                           "issued, then the old one revoked) or rejects it with a reason. "
+                           "Needs a token with scope sign. One pending request per "
+                           "certificate.",
+            "security": [{"apiToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _ref("NewCertificateRequest")}}},
+            "responses": {
+                "201": {"description": "The request, pending.",
+                        "headers": {"X-Request-ID": _REQUEST_ID_HEADER,
+                                    "Location": {"description": "Where to follow it.",
+                                                 "schema": {"type": "string"}}},
+                        "content": {"application/json": {
+                            "schema": _ref("CertificateRequest")}}},
+                **{k: v for k, v in _responses({}, 400, 401, 403, 404, 409, 413, 415,
+                                               422).items() if k != "200"},
+            },
+        }},
+        "/certificate-requests/{request_no}": {"get": {
+            "operationId": "getCertificateRequest",
+            "summary": "A request of the token's official: its status and, once approved, "
+                       "the new certificate's serial",
+            "security": [{"apiToken": []}],
+            "parameters": [{"name": "request_no", "in": "path", "required": True,
+                            "description": "The request's id.",
+                            "schema": {"type": "integer", "minimum": 1,
+                                       "maximum": MAX_REQUEST_ID}}],
+            "responses": _responses(_json("The request.", _ref("CertificateRequest")),
+                                    401, 404),
+        }},
         "/openapi.json": {"get": {
             "operationId": "getOpenApi",
             "summary": "This document",
@@ -422,8 +519,9 @@ def _document() -> dict[str, Any]:
             "description": "For relying systems of Ho Chi Minh City (the document-management "
                            "system, portals, other agencies): verify signed PDFs, look up "
                            "certificates and their status, find the CAs (no authentication), "
-                           "and sign PDFs for an official (an API token made in the portal, "
-                           "Authorization: Bearer kyso_..., plus the official's PIN). "
+                           "sign PDFs for an official (an API token made in the portal, "
+                           "Authorization: Bearer kyso_..., plus the official's PIN), and ask "
+                           "for the renewal of the official's certificate (the same token). "
                            "Errors are JSON {\"error\": {\"code\", \"message\", "
                            "\"request_id\"}}; another method than the documented one is a 405 "
                            "with an Allow header.",
@@ -437,7 +535,8 @@ def _document() -> dict[str, Any]:
             "securitySchemes": {"apiToken": {
                 "type": "http", "scheme": "bearer",
                 "description": "An API token (kyso_...) made at /account/tokens by an account "
-                               "with the official role; scope sign for /sign."}},
+                               "with the official role; scope sign for /sign and for filing "
+                               "certificate requests."}},
         },
     }
 

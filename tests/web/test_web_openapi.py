@@ -72,7 +72,7 @@ def test_every_error_status_has_the_error_schema() -> None:
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
-                if status == "200":
+                if status.startswith("2"):  # success answers have their own schemas
                     continue
                 ref = response["$ref"].rsplit("/", 1)[-1]
                 content = doc["components"]["responses"][ref]["content"]
