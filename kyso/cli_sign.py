@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING
 import click
 
 from kyso.cli import Context, _read_pin, handle_errors, main, pass_ctx
+from kyso.signing import DEFAULT_KIND, DEFAULT_LEVEL, KINDS, LEVELS
 from signer.errors import SignerError
 
 if TYPE_CHECKING:
     from kyso.signing import BatchItem
 
-# pyHanko (behind signer.pdfsign and kyso.signing) takes most of a second to import: only
-# `kyso sign` itself pays for it, not every other command.
-LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
-KINDS = ("personal", "organization")
+# pyHanko (behind signer.pdfsign) takes most of a second to import: only `kyso sign` itself
+# pays for it (kyso.signing imports it where a document is signed), not every other command.
 
 EXIT_SOME_FAILED = 4
 
@@ -32,13 +31,13 @@ EXIT_SOME_FAILED = 4
               help="The signing official's id (`kyso official show`).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output file (one input) or directory (several inputs; created if missing).")
-@click.option("--level", type=click.Choice(LEVELS), default="B-LT",
+@click.option("--level", type=click.Choice(LEVELS), default=DEFAULT_LEVEL,
               show_default=True, help="PAdES baseline level.")
 @click.option("--visible", metavar="PAGE,X,Y,W,H",
               help="Visible signature: page (from 1) and box in PDF points from the bottom-left "
                    "corner.")
 @click.option("--field", "field_name", help="Sign into this existing empty signature field.")
-@click.option("--kind", type=click.Choice(KINDS), default="personal",
+@click.option("--kind", type=click.Choice(KINDS), default=DEFAULT_KIND,
               show_default=True,
               help="personal: handwritten signature + name; organization: red seal + name.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -63,8 +62,7 @@ def sign(ctx: Context, inputs: tuple[Path, ...], official_id: int, out: Path | N
          location: str | None, pin_file: Path | None, as_json: bool) -> None:
     """Sign INPUTS (PDF) for an official. Several inputs sign as one batch: one PIN, one HSM
     login, one line per document; exit 4 if any document was refused."""
-    from kyso.signing import sign_documents, signing_certificate
-    from signer.pdfsign import Kind, Level, Placement, SignRequest
+    from kyso.signing import build_sign_request, sign_documents, signing_certificate
 
     if visible and field_name:
         raise click.UsageError("--visible and --field exclude each other")
@@ -73,10 +71,8 @@ def sign(ctx: Context, inputs: tuple[Path, ...], official_id: int, out: Path | N
                                "several)")
     targets = _targets(inputs, out)
     try:
-        placement = (Placement.parse_visible(visible) if visible else
-                     Placement(field=field_name) if field_name else Placement())
-        request = SignRequest(
-            level=Level(level), placement=placement, kind=Kind(kind),
+        request = build_sign_request(
+            level, kind, visible=visible, field=field_name,
             image_png=image.read_bytes() if image else None, reason=reason,
             location=location, certify=certify, docmdp=docmdp,
         )

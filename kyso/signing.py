@@ -7,13 +7,22 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from ca import audit, store
 from signer.errors import SigningRefused
-from signer.pdfsign import DocumentSigner, InProcessTimeStamper, SignedDocument, SignRequest
+
+if TYPE_CHECKING:
+    from signer.pdfsign import SignedDocument, SignRequest
+
+# pyHanko (behind signer.pdfsign) takes most of a second to import: it is imported where a
+# document is signed, so the choices below cost nothing to the CLI and the web pages.
+LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+KINDS = ("personal", "organization")
+DEFAULT_LEVEL = "B-LT"
+DEFAULT_KIND = "personal"
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,29 @@ def signing_certificate(kyso: Any, official_id: int,
                               kyso.authority.chain(ca_name))
 
 
+def build_sign_request(level: str = DEFAULT_LEVEL, kind: str = DEFAULT_KIND, *,
+                       visible: str | None = None, field: str | None = None,
+                       image_png: bytes | None = None, reason: str | None = None,
+                       location: str | None = None, certify: bool = False,
+                       docmdp: int = 2) -> SignRequest:
+    """The SignRequest of the CLI's and the portal's options: `visible` is `PAGE,X,Y,W,H`
+    (points from the bottom-left corner), `field` an existing empty signature field, neither
+    an invisible signature. SigningRefused (safe message) for anything malformed."""
+    from signer.pdfsign import Kind, Level, Placement, SignRequest
+
+    if level not in LEVELS:
+        raise SigningRefused(f"level must be one of {', '.join(LEVELS)}")
+    if kind not in KINDS:
+        raise SigningRefused(f"kind must be one of {', '.join(KINDS)}")
+    if visible and field:
+        raise SigningRefused("a visible box and a signature field exclude each other")
+    placement = (Placement.parse_visible(visible) if visible else
+                 Placement(field=field) if field else Placement())
+    return SignRequest(level=Level(level), placement=placement, kind=Kind(kind),
+                       image_png=image_png, reason=reason, location=location,
+                       certify=certify, docmdp=docmdp)
+
+
 @dataclass(frozen=True)
 class BatchItem:
     name: str
@@ -69,6 +101,8 @@ def sign_documents(kyso: Any, official_id: int, pin: str, documents: Iterable[Ba
     """Sign every document with one PIN check and one HSM unwrap; each yields its result.
     The certificate is checked before the key is opened (a revoked official costs no PIN
     attempt), and each signed document is entered in the audit log with its digest."""
+    from signer.pdfsign import DocumentSigner, InProcessTimeStamper
+
     actor = actor or f"official:{official_id}"
     cert = signing_certificate(kyso, official_id)
     timestamper = InProcessTimeStamper(kyso.tsa().respond) if request.level.timestamped \
