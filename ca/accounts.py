@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +17,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ca import audit
 from ca.errors import CAError
-from ca.models import AccountRecord, OfficialRecord
+from ca.models import AccountRecord, AuditEventRecord, OfficialRecord
 
 ROLES = ("official", "operator", "auditor", "admin")
 MAX_USERNAME = 64
@@ -80,19 +81,41 @@ def _aad(username: str) -> bytes:
     return b"kyso-totp:" + username.encode("utf-8")
 
 
-def seal_secret(key: bytes, username: str, secret: str) -> bytes:
+def _pending_aad(username: str) -> bytes:
+    # A secret waiting for confirmation never opens as an enrolled one, nor the reverse.
+    return b"kyso-totp-pending:" + username.encode("utf-8")
+
+
+def _seal(key: bytes, aad: bytes, secret: str) -> bytes:
     nonce = os.urandom(_NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, secret.encode("ascii"), _aad(username))
+    return nonce + AESGCM(key).encrypt(nonce, secret.encode("ascii"), aad)
+
+
+def _open(key: bytes, aad: bytes, sealed: bytes) -> str | None:
+    try:
+        plain = AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        return None
+    return plain.decode("ascii")
+
+
+def seal_secret(key: bytes, username: str, secret: str) -> bytes:
+    return _seal(key, _aad(username), secret)
 
 
 def open_secret(key: bytes, username: str, sealed: bytes) -> str | None:
     """The TOTP secret, or None when it cannot be opened (another secret key, tampering)."""
-    try:
-        plain = AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:],
-                                    _aad(username))
-    except (InvalidTag, ValueError):
-        return None
-    return plain.decode("ascii")
+    return _open(key, _aad(username), sealed)
+
+
+def seal_pending_secret(key: bytes, username: str, secret: str) -> bytes:
+    """A new TOTP secret sealed for the time until its owner confirms it (kept in the web
+    session, which is signed but not encrypted)."""
+    return _seal(key, _pending_aad(username), secret)
+
+
+def open_pending_secret(key: bytes, username: str, sealed: bytes) -> str | None:
+    return _open(key, _pending_aad(username), sealed)
 
 
 def provisioning_uri(secret: str, username: str) -> str:
@@ -142,6 +165,7 @@ def check_password_rules(password: str) -> None:
 def create_account(session: Session, *, username: str, password: str, roles: Iterable[str],
                    key: bytes, display_name: str | None = None,
                    official_id: int | None = None, actor: str = "system",
+                   request_id: str | None = None,
                    clock: Clock = _now) -> tuple[AccountRecord, str]:
     """A new account with a fresh TOTP secret (returned once, in clear, for enrolment);
     audited as `account.create` in the caller's transaction."""
@@ -167,22 +191,24 @@ def create_account(session: Session, *, username: str, password: str, roles: Ite
     session.add(account)
     session.flush()
     audit.record(session, actor=actor, action="account.create", obj=_obj(username),
-                 details={"roles": list(wanted), "official_id": official_id}, clock=clock)
+                 details={"roles": list(wanted), "official_id": official_id},
+                 request_id=request_id, clock=clock)
     return account, secret
 
 
 def enrol_totp(session: Session, account: AccountRecord, *, key: bytes, actor: str,
-               clock: Clock = _now) -> str:
+               request_id: str | None = None, clock: Clock = _now) -> str:
     """A new TOTP secret for the account (the old one stops working); returned once."""
     secret = pyotp.random_base32()
     account.totp_secret = seal_secret(key, account.username, secret)
     account.last_totp_step = 0
     audit.record(session, actor=actor, action="account.totp.enrol",
-                 obj=_obj(account.username), clock=clock)
+                 obj=_obj(account.username), request_id=request_id, clock=clock)
     return secret
 
 
-def unlock(session: Session, username: str, *, actor: str, clock: Clock = _now) -> None:
+def unlock(session: Session, username: str, *, actor: str, request_id: str | None = None,
+           clock: Clock = _now) -> None:
     """Unlock the account and clear its failure count (an operator's or admin's act)."""
     account = find(session, username)
     if account is None:
@@ -190,15 +216,15 @@ def unlock(session: Session, username: str, *, actor: str, clock: Clock = _now) 
     account.locked = False
     account.failed_logins = 0
     audit.record(session, actor=actor, action="account.unlock", obj=_obj(username),
-                 clock=clock)
+                 request_id=request_id, clock=clock)
 
 
 # -- logging in ------------------------------------------------------------------------------
 
 def _fail(session: Session, account: AccountRecord, step: str, max_failures: int,
-          request_id: str | None, clock: Clock) -> LoginStep:
+          request_id: str | None, clock: Clock, action: str = "account.login") -> LoginStep:
     account.failed_logins += 1
-    audit.record(session, actor=_obj(account.username), action="account.login",
+    audit.record(session, actor=_obj(account.username), action=action,
                  obj=_obj(account.username), outcome="failure",
                  details={"step": step, "failed_logins": account.failed_logins},
                  request_id=request_id, clock=clock)
@@ -268,23 +294,223 @@ def check_totp(session: Session, account_id: int, code: str, *, key: bytes,
     return LoginStep(Outcome.OK, account.id)
 
 
+# -- self-service: the account's own password and second factor -----------------------------
+
+def random_password() -> str:
+    """A random initial or reset password: 20 URL-safe characters (120 bits)."""
+    return secrets.token_urlsafe(15)
+
+
+def _password_ok(account: AccountRecord, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(account.password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def change_password(session: Session, account_id: int, current: str, new: str, *,
+                    max_failures: int, request_id: str | None = None,
+                    clock: Clock = _now) -> Outcome:
+    """The account's own password change, audited as `account.password.change`.
+
+    OK: changed; `password_changed_at` moves to now, so every session logged in before ends.
+    WRONG: the current password is wrong; counted like a failed login (it may lock the
+    account: LOCKED), so commit `session` whatever the outcome. AccountError when the new
+    password breaks the rules (nothing counted)."""
+    check_password_rules(new)
+    account = get(session, account_id)
+    if account is None:
+        return Outcome.WRONG
+    if account.locked:
+        return Outcome.LOCKED
+    if not _password_ok(account, current):
+        return _fail(session, account, "password", max_failures, request_id, clock,
+                     action="account.password.change").outcome
+    if hmac.compare_digest(current.encode("utf-8"), new.encode("utf-8")):
+        raise AccountError("the new password must differ from the current one")
+    account.password_hash = _hasher.hash(new)
+    account.password_changed_at = clock()
+    audit.record(session, actor=_obj(account.username), action="account.password.change",
+                 obj=_obj(account.username), request_id=request_id, clock=clock)
+    return Outcome.OK
+
+
+@dataclass(frozen=True)
+class TotpChange:
+    """The first step of changing the second factor: a new secret, not in force yet."""
+
+    outcome: Outcome
+    secret: str | None = None  # base32, to show once (provisioning_uri for the QR code)
+    sealed: bytes | None = None  # the same, sealed (seal_pending_secret) until confirmed
+
+
+def start_totp_change(session: Session, account_id: int, password: str, *, key: bytes,
+                      max_failures: int, request_id: str | None = None,
+                      clock: Clock = _now) -> TotpChange:
+    """Check the current password (a wrong one counts like a failed login) and make a new
+    secret; the old one stays in force until `confirm_totp_change`."""
+    account = get(session, account_id)
+    if account is None:
+        return TotpChange(Outcome.WRONG)
+    if account.locked:
+        return TotpChange(Outcome.LOCKED)
+    if not _password_ok(account, password):
+        step = _fail(session, account, "password", max_failures, request_id, clock,
+                     action="account.totp.change")
+        return TotpChange(step.outcome)
+    secret = pyotp.random_base32()
+    return TotpChange(Outcome.OK, secret, seal_pending_secret(key, account.username, secret))
+
+
+def confirm_totp_change(session: Session, account_id: int, sealed: bytes, code: str, *,
+                        key: bytes, request_id: str | None = None,
+                        clock: Clock = _now) -> bool:
+    """Put the pending secret in force if `code` comes from it (audited as
+    `account.totp.change`); False, and nothing changed, otherwise."""
+    account = get(session, account_id)
+    if account is None or account.locked:
+        return False
+    secret = open_pending_secret(key, account.username, sealed)
+    step = _matching_step(secret, code.strip(), clock()) if secret else None
+    if secret is None or step is None:
+        return False
+    account.totp_secret = seal_secret(key, account.username, secret)
+    account.last_totp_step = step  # this code cannot log in again (replay guard)
+    audit.record(session, actor=_obj(account.username), action="account.totp.change",
+                 obj=_obj(account.username), request_id=request_id, clock=clock)
+    return True
+
+
+# -- administration ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """One account as the administrators' list shows it."""
+
+    id: int
+    username: str
+    display_name: str
+    roles: tuple[str, ...]
+    official_id: int | None
+    official_name: str | None
+    locked: bool
+    failed_logins: int
+    totp_enrolled: bool
+    created_at: datetime
+    last_login: datetime | None  # the newest successful login in the audit log
+
+
+def _last_logins(session: Session, objects: list[str] | None = None) -> dict[str, datetime]:
+    ev = AuditEventRecord
+    stmt = (select(ev.object, func.max(ev.at))
+            .where(ev.action == "account.login", ev.outcome == "success")
+            .group_by(ev.object))
+    if objects is not None:
+        stmt = stmt.where(ev.object.in_(objects))
+    return {obj: at for obj, at in session.execute(stmt)}
+
+
+def _info(account: AccountRecord, official_name: str | None,
+          last_login: datetime | None) -> AccountInfo:
+    return AccountInfo(account.id, account.username, account.display_name, roles_of(account),
+                       account.official_id, official_name, account.locked,
+                       account.failed_logins, bool(account.totp_secret), account.created_at,
+                       last_login)
+
+
+def list_accounts(session: Session) -> list[AccountInfo]:
+    rows = session.execute(
+        select(AccountRecord, OfficialRecord.name)
+        .outerjoin(OfficialRecord, OfficialRecord.id == AccountRecord.official_id)
+        .order_by(AccountRecord.username)).all()
+    logins = _last_logins(session)
+    return [_info(a, name, logins.get(_obj(a.username))) for a, name in rows]
+
+
+def account_info(session: Session, account_id: int) -> AccountInfo | None:
+    account = get(session, account_id)
+    if account is None:
+        return None
+    official = (session.get(OfficialRecord, account.official_id)
+                if account.official_id is not None else None)
+    login = _last_logins(session, [_obj(account.username)]).get(_obj(account.username))
+    return _info(account, official.name if official is not None else None, login)
+
+
+def set_roles(session: Session, account: AccountRecord, roles: Iterable[str], *,
+              official_id: int | None, actor: str, request_id: str | None = None,
+              clock: Clock = _now) -> None:
+    """Replace the roles and the linked official (audited as `account.roles.change`)."""
+    wanted = _check_roles(roles)
+    if official_id is not None and session.get(OfficialRecord, official_id) is None:
+        raise AccountError(f"no official with id {official_id}")
+    if "official" in wanted and official_id is None:
+        raise AccountError("an account with the role official needs an official id")
+    before = {"roles": list(roles_of(account)), "official_id": account.official_id}
+    after = {"roles": list(wanted), "official_id": official_id}
+    if before == after:
+        return
+    account.roles = ",".join(wanted)
+    account.official_id = official_id
+    audit.record(session, actor=actor, action="account.roles.change",
+                 obj=_obj(account.username), details={"from": before, "to": after},
+                 request_id=request_id, clock=clock)
+
+
+def lock(session: Session, account: AccountRecord, *, actor: str,
+         request_id: str | None = None, clock: Clock = _now) -> None:
+    """Lock the account at once (its sessions end; `unlock` undoes it); audited."""
+    if account.locked:
+        return
+    account.locked = True
+    audit.record(session, actor=actor, action="account.lock", obj=_obj(account.username),
+                 details={"by": "administrator"}, request_id=request_id, clock=clock)
+
+
+def reset_password(session: Session, account: AccountRecord, *, actor: str,
+                   request_id: str | None = None, clock: Clock = _now) -> str:
+    """A new random password (returned once); the account's sessions end. Audited as
+    `account.password.reset`."""
+    password = random_password()
+    account.password_hash = _hasher.hash(password)
+    account.password_changed_at = clock()
+    audit.record(session, actor=actor, action="account.password.reset",
+                 obj=_obj(account.username), request_id=request_id, clock=clock)
+    return password
+
+
+
 __all__ = [
     "MAX_PASSWORD",
     "MAX_USERNAME",
     "ROLES",
     "AccountError",
+    "AccountInfo",
     "LoginStep",
     "Outcome",
+    "TotpChange",
+    "account_info",
+    "change_password",
     "check_password",
+    "check_password_rules",
     "check_totp",
+    "confirm_totp_change",
     "create_account",
     "enrol_totp",
     "find",
     "get",
+    "list_accounts",
+    "lock",
+    "open_pending_secret",
     "open_secret",
     "provisioning_uri",
+    "random_password",
+    "reset_password",
     "roles_of",
+    "seal_pending_secret",
     "seal_secret",
+    "set_roles",
+    "start_totp_change",
     "totp_key",
     "unlock",
 ]

@@ -38,7 +38,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -439,6 +439,7 @@ class VerifyReport:
     last_sealed_seq: int = 0  # newest seal that verified
     problems: list[Problem] = field(default_factory=list)
     truncated: bool = False  # more problems than were kept
+    seal_keys: list[str] = field(default_factory=list)  # key labels of the seals checked
 
     @property
     def ok(self) -> bool:
@@ -457,7 +458,8 @@ class VerifyReport:
         return {"ok": self.ok, "entries": self.entries,
                 "head": asdict(self.head) if self.head else None, "seals": self.seals,
                 "last_sealed_seq": self.last_sealed_seq, "unsealed": self.unsealed,
-                "problems": [asdict(p) for p in self.problems], "truncated": self.truncated}
+                "problems": [asdict(p) for p in self.problems], "truncated": self.truncated,
+                "seal_keys": self.seal_keys}
 
 
 def _name(seq: int, action: str | None, obj: str | None) -> str:
@@ -502,6 +504,8 @@ def verify(session: Executor, public_key_for_label: Callable[[str], Any | None],
     sealed_seqs = {s.seq for s in seals}
     for s in seals:
         report.seals += 1
+        if s.key_label not in report.seal_keys:
+            report.seal_keys.append(s.key_label)
         seals_at.setdefault(s.seq, []).append(s)
         problem = _check_seal(s, keys, public_key_for_label)
         if problem:
@@ -637,6 +641,24 @@ def _check_seal(s: Any, keys: dict[str, Any | None],
     return None
 
 
+def _filtered(stmt: Any, since: datetime | None, until: datetime | None, actor: str | None,
+              action: str | None, obj: str | None, outcome: str | None) -> Any:
+    if since is not None:
+        stmt = stmt.where(_AUDIT.c.at >= since)
+    if until is not None:
+        stmt = stmt.where(_AUDIT.c.at < until)
+    for column, value in (("actor", actor), ("action", action), ("object", obj),
+                          ("outcome", outcome)):
+        if value:
+            col = _AUDIT.c[column]
+            if value.endswith("*"):
+                prefix = value[:-1]
+                stmt = stmt.where(col.startswith(prefix, autoescape=True))
+            else:
+                stmt = stmt.where(col == value)
+    return stmt
+
+
 def events(
     session: Executor,
     *,
@@ -645,26 +667,20 @@ def events(
     actor: str | None = None,
     action: str | None = None,
     obj: str | None = None,
+    outcome: str | None = None,
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Entries in seq order, filtered: `since` <= at < `until`; actor, action and object
-    exact, or a prefix when they end with '*'. `limit` keeps the newest ones."""
-    stmt = select(*[_AUDIT.c[n] for n in ("seq", *_FIELDS, "hash")])
-    if since is not None:
-        stmt = stmt.where(_AUDIT.c.at >= since)
-    if until is not None:
-        stmt = stmt.where(_AUDIT.c.at < until)
-    for column, value in (("actor", actor), ("action", action), ("object", obj)):
-        if value:
-            col = _AUDIT.c[column]
-            if value.endswith("*"):
-                prefix = value[:-1]
-                stmt = stmt.where(col.startswith(prefix, autoescape=True))
-            else:
-                stmt = stmt.where(col == value)
+    """Entries in seq order, filtered: `since` <= at < `until`; actor, action, object and
+    outcome exact, or a prefix when they end with '*'. `limit` keeps the newest ones, after
+    skipping the `offset` newest (pages of a list shown newest first)."""
+    stmt = _filtered(select(*[_AUDIT.c[n] for n in ("seq", *_FIELDS, "hash")]),
+                     since, until, actor, action, obj, outcome)
     stmt = stmt.order_by(_AUDIT.c.seq.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
     out = []
     for r in session.execute(stmt):
         item = dict(r._mapping)
@@ -673,6 +689,22 @@ def events(
         out.append(item)
     out.reverse()
     return out
+
+
+def count_events(
+    session: Executor,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    obj: str | None = None,
+    outcome: str | None = None,
+) -> int:
+    """How many entries `events` would give with the same filters and no limit."""
+    stmt = _filtered(select(func.count()).select_from(_AUDIT), since, until, actor, action,
+                     obj, outcome)
+    return int(session.execute(stmt).scalar_one())
 
 
 __all__ = [
@@ -685,6 +717,7 @@ __all__ = [
     "VerifyReport",
     "append",
     "chain_hash",
+    "count_events",
     "current_head",
     "entry",
     "events",

@@ -39,6 +39,7 @@ _ACCOUNT = "account_id"
 _AUTH_AT = "auth_at"
 _NONCE = "login_nonce"
 _NAME = "account_name"
+_ROLES = "account_roles"
 _PENDING = "pending_account_id"
 _PENDING_AT = "pending_at"
 _NEXT = "next"
@@ -227,6 +228,7 @@ def login_totp() -> Response | tuple[str, int]:
                                    request_id=request_id())
         row = accounts.get(s, account_id) if step.outcome is accounts.Outcome.OK else None
         name = row.display_name if row is not None else ""
+        roles = list(accounts.roles_of(row)) if row is not None else []
     if step.outcome is not accounts.Outcome.OK:
         if step.outcome is accounts.Outcome.LOCKED:
             session.clear()
@@ -237,8 +239,17 @@ def login_totp() -> Response | tuple[str, int]:
     session[_AUTH_AT] = _now().timestamp()
     session[_NONCE] = secrets.token_urlsafe(16)
     session[_NAME] = name
+    session[_ROLES] = roles  # for the nav only; every view checks the roles in the database
     session.permanent = True
     return cast(Response, redirect(target))
+
+
+def refresh_login() -> None:
+    """Date this session's login to now (new nonce too): after the account's own password
+    change the sessions logged in before it end, and this one, which made it, stays."""
+    session[_AUTH_AT] = _now().timestamp()
+    session[_NONCE] = secrets.token_urlsafe(16)
+    g.pop("current_account", None)
 
 
 @bp.post("/logout")
@@ -268,7 +279,8 @@ def account() -> Response | tuple[str, int]:
 
 
 def init_app(app: Flask) -> None:
-    """The blueprint, the login's lifetime, and `logged_in_name` for the nav of every page."""
+    """The blueprint, the login's lifetime, and `logged_in_name` / `logged_in_roles` for the
+    nav of every page."""
     app.register_blueprint(bp)
     app.permanent_session_lifetime = timedelta(
         hours=app.config["KYSO_SETTINGS"].web.session_hours)
@@ -276,5 +288,8 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _who() -> dict[str, object]:
         # From the cookie only: rendering the nav never touches the database.
-        name = session.get(_NAME) if session.get(_ACCOUNT) else None
-        return {"logged_in_name": name}
+        logged_in = bool(session.get(_ACCOUNT))
+        name = session.get(_NAME) if logged_in else None
+        roles = session.get(_ROLES) if logged_in else None
+        return {"logged_in_name": name,
+                "logged_in_roles": tuple(roles) if isinstance(roles, list) else ()}
