@@ -37,6 +37,23 @@ WEB_DEMO_SECTION = """
 session_cookie_secure = false
 """
 
+# Mail to officials (expiry warnings, new certificates) goes through the outbox; with nothing
+# listening on 127.0.0.1:8025 it simply stays queued (`kyso lifecycle mail --list`).
+SMTP_DEMO_SECTION = """
+[lifecycle]
+warn_days = [30, 7, 1]  # days before expiry an official is mailed (each once)
+service_renew_days = 30  # the TSA certificate renews itself this close to expiry
+
+[smtp]
+# DEMO ONLY: a local test server, e.g. `python -m aiosmtpd -n -l 127.0.0.1:8025`. In
+# production: the city's relay, starttls = true, username and password_env (the name of the
+# environment variable holding the password, never the password itself).
+host = "127.0.0.1"
+port = 8025
+starttls = false
+from_address = "kyso-demo@localhost"
+"""
+
 
 def _write_secret(path: Path) -> str:
     if path.exists():
@@ -57,6 +74,15 @@ def _add_web_section(config: Path) -> None:
         config.write_text(text.rstrip("\n") + "\n" + WEB_DEMO_SECTION, encoding="utf-8")
 
 
+
+def _add_smtp_section(config: Path) -> None:
+    """A demo settings file written before the [smtp] table existed gets the demo's one."""
+    text = config.read_text(encoding="utf-8")
+    if (text.startswith(SETTINGS_TEMPLATE.splitlines()[0]) and "[smtp]" not in text
+            and "[lifecycle]" not in text):
+        config.write_text(text.rstrip("\n") + "\n" + SMTP_DEMO_SECTION, encoding="utf-8")
+
+
 def init_data_dir(data_dir: Path, module: str = DEFAULT_SOFTHSM_MODULE) -> Path:
     """Create (or reuse) the embedded default under `data_dir`; returns the settings file.
 
@@ -67,10 +93,11 @@ def init_data_dir(data_dir: Path, module: str = DEFAULT_SOFTHSM_MODULE) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "kyso.toml"
     if not config.exists():
-        config.write_text(SETTINGS_TEMPLATE.format(module=module, web=WEB_DEMO_SECTION),
-                          encoding="utf-8")
+        config.write_text(SETTINGS_TEMPLATE.format(module=module, web=WEB_DEMO_SECTION)
+                          + SMTP_DEMO_SECTION, encoding="utf-8")
     else:
         _add_web_section(config)
+        _add_smtp_section(config)
     so_pin = _write_secret(data_dir / "secrets" / "hsm-so.pin")
     user_pin = _write_secret(data_dir / "secrets" / "hsm-user.pin")
     readme = data_dir / "secrets" / "README-DEMO-ONLY.txt"

@@ -611,6 +611,8 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
 # Command groups kept in their own modules register themselves on `main` when imported.
 import kyso.cli_audit  # noqa: E402,F401
+import kyso.cli_demo  # noqa: E402,F401
+import kyso.cli_lifecycle  # noqa: E402,F401
 from kyso import cli_account, cli_ceremony, cli_crl, cli_ocsp, cli_sign, cli_tsa, cli_verify  # noqa: E402,F401,E501
 
 if __name__ == "__main__":  # pragma: no cover

@@ -227,6 +227,80 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    """[lifecycle]: expiry warnings to officials and the renewal of service certificates."""
+
+    # Days before notAfter at which an official is mailed about an expiring certificate:
+    # one mail per certificate and threshold, the tightest one reached (a certificate found
+    # 5 days before expiry gets the 7-day mail, never a late 30-day one). The portal warns
+    # within the largest. TOML list [30, 7, 1] or "30,7,1" (KYSO_LIFECYCLE_WARN_DAYS).
+    warn_days: tuple[int, ...] = (30, 7, 1)
+    # The TSA certificate is renewed (same key) this close to its notAfter. OCSP responder
+    # certificates follow ocsp.responder_renew_days.
+    service_renew_days: int = 30
+    # How often each web worker runs the lifecycle job: due mail is delivered every time,
+    # the daily part (warnings, renewals) once per day (Vietnam time). 0: never (run
+    # `kyso lifecycle daily` from cron instead).
+    check_every_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if any(d < 1 or d > 3650 for d in self.warn_days):
+            raise SettingsError("setting lifecycle.warn_days: each must be between 1 and 3650")
+        # Frozen: normalise through object.__setattr__ (largest first, no repeats).
+        object.__setattr__(self, "warn_days", tuple(sorted(set(self.warn_days), reverse=True)))
+        if self.service_renew_days < 1:
+            raise SettingsError("setting lifecycle.service_renew_days: must be 1 or more")
+        if self.check_every_seconds < 0:
+            raise SettingsError("setting lifecycle.check_every_seconds: must be 0 or more")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """[smtp]: where the mail outbox is delivered. Until `host` is set, mail is only queued
+    (nothing is lost: `kyso lifecycle mail --send` delivers it once the server is there)."""
+
+    host: str = ""
+    port: int = 25
+    # Login only when username is set; the password is read from the environment variable
+    # named here, never written in the settings file.
+    username: str = ""
+    password_env: str = "KYSO_SMTP_PASSWORD"
+    starttls: bool = True
+    from_address: str = "kyso@localhost"
+    timeout: int = 10  # seconds, per SMTP command
+    # A temporary failure (server down, 4xx) is retried after retry_base_seconds, doubling
+    # each attempt up to retry_max_seconds; a 5xx for the recipient fails the message.
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not 1 <= self.port <= 65535:
+            raise SettingsError("setting smtp.port: must be between 1 and 65535")
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", self.from_address):
+            raise SettingsError("setting smtp.from_address: an address like kyso@example.vn")
+        if self.timeout < 1:
+            raise SettingsError("setting smtp.timeout: must be 1 or more")
+        if self.retry_base_seconds < 1:
+            raise SettingsError("setting smtp.retry_base_seconds: must be 1 or more")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise SettingsError("setting smtp.retry_max_seconds: must be at least "
+                                "smtp.retry_base_seconds")
+        if self.username and not self.password_env.strip():
+            raise SettingsError("setting smtp.password_env: name the environment variable "
+                                "holding the password of smtp.username")
+        if (self.username and not self.starttls
+                and self.host not in ("127.0.0.1", "::1", "localhost")):
+            raise SettingsError("setting smtp.starttls: must be true when smtp.username is "
+                                "set (the password would cross the network in clear)")
+
+    def password(self) -> str:
+        """The SMTP password, from the environment variable `password_env`."""
+        return _read_secret(self.password_env, "", "SMTP password")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
@@ -243,6 +317,8 @@ class Settings:
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     tsa: TsaSettings = field(default_factory=TsaSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     config_path: Path | None = None
 
     @property
@@ -294,6 +370,13 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
         if str(value).lower() in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"setting {name}: expected true or false, got {value!r}")
+    if kind is tuple:  # a list of whole numbers: TOML [30, 7, 1] or "30,7,1"
+        items = value if isinstance(value, list) else str(value).split(",")
+        try:
+            return tuple(int(str(v).strip()) for v in items if str(v).strip())
+        except ValueError:
+            raise SettingsError(f"setting {name}: expected whole numbers like 30,7,1, "
+                                f"got {value!r}") from None
     if kind is int:
         try:
             return int(value)
