@@ -1,4 +1,5 @@
-"""gunicorn serving kyso for the tests that need a real HTTP server (web, CRL, OCSP, TSA)."""
+"""gunicorn serving kyso for the tests that need a real HTTP server (web, CRL, OCSP, TSA, e2e),
+and the real `kyso` command line that prepares its data directory."""
 
 from __future__ import annotations
 
@@ -19,13 +20,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def clean_env(config: Path) -> dict[str, str]:
-    """The test process's environment without KYSO_* or SOFTHSM2_CONF leaking in."""
+def clean_env(config: Path | None) -> dict[str, str]:
+    """The test process's environment without KYSO_* or SOFTHSM2_CONF leaking in; KYSO_CONFIG
+    names `config` when given."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("KYSO_") and k != "SOFTHSM2_CONF"}
-    env["KYSO_CONFIG"] = str(config)
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    if config is not None:
+        env["KYSO_CONFIG"] = str(config)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def run_kyso(config: Path | None, *args: str,
+             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the real `kyso` command line (as `python -m kyso.cli`) against `config`; raise
+    AssertionError with its output on a non-zero exit."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kyso.cli", *args],
+        cwd=REPO_ROOT, env=clean_env(config), capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"kyso {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 class Gunicorn:

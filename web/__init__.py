@@ -39,6 +39,10 @@ class KysoExtension:
                  lambda: generate_due(self.get())).start()
         Periodic("kyso-ocsp-renew", self.settings.ocsp.refresh_interval_seconds,
                  lambda: renew_responders(self.get())).start()
+        # Expiry warnings and TSA renewal once a day, the mail outbox every tick (kyso/mailer.py).
+        from kyso.mailer import background_job
+        Periodic("kyso-lifecycle", self.settings.lifecycle.check_every_seconds,
+                 lambda: background_job(self.get())).start()
 
     def get(self) -> Kyso:
         pid = os.getpid()
@@ -90,6 +94,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     from web import tokens
 
     app.register_blueprint(tokens.bp)  # /account/tokens: the official's API tokens
+    from web import admin, audit_view, cert_requests, console, portal
+
+    app.register_blueprint(portal.bp)  # /portal: officials' certificates and signing
+    app.register_blueprint(cert_requests.bp)  # certificate / renewal requests, both sides
+    app.register_blueprint(console.bp)  # /console: operators
+    from web.console_reorg import bp as reorg_bp
+
+    app.register_blueprint(reorg_bp)  # /console/reorg: bulk reissue after a reorganization
+    app.register_blueprint(audit_view.bp)  # /audit: auditors
+    app.register_blueprint(admin.bp)  # /admin: administrators
+    from web.account_security import bp as account_security_bp
+
+    app.register_blueprint(account_security_bp)  # /account/password, /account/totp: one's own
     # Machine clients (JSON API, RFC 3161 queries) send no cookies: no CSRF token to check.
     security.exempt_from_csrf(api.bp, tsa.bp)
     return app

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from served import Gunicorn
+from served import Gunicorn, clean_env, run_kyso
 from web_support import Server, app_over, fetch, wait_for
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMAND_TIMEOUT = 180
-
-
-def clean_env(config: Path | None = None) -> dict[str, str]:
-    """The test process's environment without KYSO_* or SOFTHSM2_CONF leaking in."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("KYSO_") and k != "SOFTHSM2_CONF"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    if config is not None:
-        env["KYSO_CONFIG"] = str(config)
-    return env
-
-
-def run_kyso(config: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `kyso` command line (as `python -m kyso.cli`) and fail on a non-zero exit."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "kyso.cli", *args],
-        cwd=REPO_ROOT, env=clean_env(config), capture_output=True, text=True,
-        timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, (
-        f"kyso {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    )
-    return proc
 
 
 @pytest.fixture(scope="session")

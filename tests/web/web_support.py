@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -76,3 +77,67 @@ def app_over(kyso_app: Any, **web: Any) -> Any:
     app = create_app(replace(settings, web=replace(settings.web, **web)))
     app.extensions["kyso"].get = lambda: kyso_app
     return app
+
+
+# -- accounts and logins for page tests --------------------------------------------------------
+
+PASSWORD = "mật-khẩu-đủ-dài-2026"
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    username: str
+    totp_secret: str
+
+
+def csrf(client: Any, path: str) -> str:
+    """The CSRF token of the form on the page at `path` (GET, must answer 200)."""
+    page = client.get(path)
+    assert page.status_code == 200, (path, page.status_code)
+    match = _CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no csrf_token on {path}"
+    return match.group(1)
+
+
+def new_account(kyso_app: Any, *roles: str, official: int | None = None,
+                prefix: str = "acct") -> Account:
+    """A fresh web account with `roles` (password PASSWORD, TOTP enrolled)."""
+    import secrets
+
+    from ca import accounts
+    from web.security import load_secret_key
+
+    settings = kyso_app.settings
+    key = accounts.totp_key(load_secret_key(settings.web.secret_key_path(settings.data_dir)))
+    username = f"{prefix}-{secrets.token_hex(4)}"
+    with kyso_app.sessions.begin() as s:
+        row, secret = accounts.create_account(
+            s, username=username, password=PASSWORD, roles=roles, key=key,
+            official_id=official, actor="test")
+        return Account(row.id, username, secret)
+
+
+def login(client: Any, account: Account) -> None:
+    """Log `client` in as `account` through the real /login and /login/totp forms."""
+    import pyotp
+
+    first = client.post("/login", data={"csrf_token": csrf(client, "/login"),
+                                        "username": account.username, "password": PASSWORD})
+    assert first.status_code == 302, first.get_data(as_text=True)[:500]
+    done = client.post("/login/totp", data={"csrf_token": csrf(client, "/login/totp"),
+                                            "code": pyotp.TOTP(account.totp_secret).now()})
+    assert done.status_code == 302, done.get_data(as_text=True)[:500]
+
+
+def new_official(kyso_app: Any, name: str, pin: str,
+                 organization: str = "Ủy ban nhân dân phường Bến Thành") -> tuple[int, str]:
+    """A fresh official (HSM key + certificate from the `issuing` CA): (official id, serial)."""
+    import secrets
+
+    new = kyso_app.authority.add_official(
+        pin=pin, name=name, organization=organization,
+        email=f"{secrets.token_hex(3)}@benthanh.hochiminhcity.gov.vn", title="Chánh Văn phòng",
+        ca_name="issuing")
+    return new.official_id, new.certificate.serial
