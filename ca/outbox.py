@@ -55,8 +55,10 @@ def _message(r: MailOutboxRecord) -> OutboxMessage:
                          r.sent_at)
 
 
-def _check(to: str, subject: str, body: str, kind: str, ref: str | None,
-           dedupe_key: str) -> None:
+def check_message(to: str, subject: str, body: str, kind: str, ref: str | None,
+                  dedupe_key: str) -> None:
+    """InvalidRequest unless the outbox can take this message (`enqueue` checks it; callers
+    that queue many in bulk check each first)."""
     if len(to) > 254 or not _ADDRESS.fullmatch(to):
         raise InvalidRequest(f"{to!r} is not an e-mail address the outbox can send to")
     if not subject.strip() or len(subject) > MAX_SUBJECT or "\r" in subject or "\n" in subject:
@@ -79,7 +81,7 @@ def enqueue(session: Session, *, to: str, subject: str, body: str, kind: str,
     already queued, sent or failed is not queued again, and None is returned instead of the
     new message's id. `ref` says what it is about: `cert:<serial>`, `request:<id>`,
     `batch:<id>`. InvalidRequest for an unusable address, subject or body."""
-    _check(to, subject, body, kind, ref, dedupe_key)
+    check_message(to, subject, body, kind, ref, dedupe_key)
     now = now or datetime.now(UTC)
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert

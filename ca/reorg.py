@@ -843,7 +843,7 @@ def _notice(official: OfficialRecord, cert: Any, item: Any, batch_id: int) -> di
     row = {"recipient": official.email, "subject": subject, "body": body,
            "kind": lifecycle.REISSUE_KIND, "ref": f"batch:{batch_id}",
            "dedupe_key": f"reissued:{cert.serial}"}  # as lifecycle.notify_reissued
-    outbox._check(official.email, subject, body, row["kind"], row["ref"], row["dedupe_key"])
+    outbox.check_message(official.email, subject, body, row["kind"], row["ref"], row["dedupe_key"])
     return row
 
 

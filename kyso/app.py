@@ -80,6 +80,12 @@ class Kyso:
                 self._tsa_at = time.monotonic()
             return self._tsa
 
+    def forget_tsa(self) -> None:
+        """Take the TSA certificate afresh on next use (after a renewal; other processes
+        notice within TSA_RECHECK_SECONDS, and the old certificate stays valid meanwhile)."""
+        with self._tsa_lock:
+            self._tsa = None
+
     def _build_tsa(self) -> TimestampAuthority:
         from cryptography import x509
 

@@ -234,18 +234,9 @@ def run_daily(app: Kyso, *, now: datetime | None = None, ocsp: bool = True,
         app.authority, lifecycle_policy(app.settings), now=now,
         renew_responders=(lambda: renew_ocsp_responders(app)) if ocsp else None)
     if report.tsa is not None and report.tsa.renewed_serial:
-        _forget_tsa(app)
+        app.forget_tsa()
     delivery = mailer(app).deliver_due() if deliver else None
     return report, delivery
-
-
-def _forget_tsa(app: Kyso) -> None:
-    """This process takes the renewed TSA certificate at once (others within
-    kyso.app.TSA_RECHECK_SECONDS; the old one stays valid meanwhile)."""
-    lock = getattr(app, "_tsa_lock", None)
-    if lock is not None:
-        with lock:
-            app._tsa = None
 
 
 def background_job(app: Kyso) -> None:
