@@ -909,6 +909,22 @@ def complete_rekey(authority: Any, batch_id: int, official_id: int, pin: str, *,
 
 # -- reading --------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class WaitingRekey:
+    """A certificate of an official waiting in a `--rekey` batch for their new key."""
+
+    batch_id: int
+    item: ItemView
+
+
+def waiting_rekeys(authority: Any, official_id: int) -> list[WaitingRekey]:
+    """What `complete_rekey` would do for this official, batch by batch (the portal asks the
+    official for their PIN with this in view)."""
+    with authority.readers() as s:
+        return [WaitingRekey(it.batch_id, _item_view(it))
+                for it in store.waiting_rekey_items(s, official_id)]
+
+
 def _item_view(it: Any) -> ItemView:
     return ItemView(old_serial=it.old_serial, official_id=it.official_id,
                     old_subject=it.old_subject, new_subject=it.new_subject, reason=it.reason,

@@ -1045,3 +1045,12 @@ def queue_mails(session: Session, rows: Sequence[dict[str, Any]], now: datetime)
              "created_at": now} for r in part])
         out.update((key, int(i)) for i, key in result.all())
     return out
+
+
+def waiting_rekey_items(session: Session, official_id: int) -> list[Any]:
+    """An official's certificates waiting in `--rekey` batches for their new key."""
+    _, item_model = _reorg_models()
+    return list(session.scalars(
+        select(item_model).where(item_model.official_id == official_id,
+                                 item_model.status == "waiting")
+        .order_by(item_model.batch_id, item_model.id)).all())

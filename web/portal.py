@@ -29,7 +29,7 @@ from flask_babel import format_datetime, format_decimal, gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ca import lifecycle, store
+from ca import lifecycle, reorg, store
 from ca.errors import CAError, KeyLocked, PinIncorrect
 from ca.models import CertificateRecord
 from signer.errors import SignerError
@@ -271,17 +271,55 @@ def _certificate_view(record: CertificateRecord, now: datetime,
 @bp.get("/")
 @login_required("official")
 def certificates() -> Response:
+    return _certificates_page()
+
+
+def _certificates_page(status: int = 200, *, error: str | None = None,
+                       done: list[str] | None = None) -> Response:
     _, official_id = _official()
     now = datetime.now(UTC)
     notices = _expiry_notices(official_id, now)
     expiring = {n.serial: n.days_left for n in notices}
-    with get_kyso().readers() as s:
+    kyso = get_kyso()
+    with kyso.readers() as s:
         views = [_certificate_view(r, now, expiring)
                  for r in reversed(store.official_certificates(s, official_id))
                  if r.cert_der is not None]  # pending: reserved, never signed
+    waiting = reorg.waiting_rekeys(kyso.authority, official_id)
     return _html(render_template(
         "portal/certificates.html", certificates=views, expiry_notices=notices,
-        renew_available="requests.renew_form" in current_app.view_functions))
+        renew_available="requests.renew_form" in current_app.view_functions,
+        rekeys=waiting, rekey_batches=sorted({w.batch_id for w in waiting}),
+        rekey_error=error, rekey_done=done or []), status)
+
+
+@bp.post("/rekey/<int:reorg_batch>")
+@login_required("official")
+@limiter.limit(lambda: str(current_app.config["KYSO_SETTINGS"].web.sign_rate_limit))
+def complete_rekey(reorg_batch: int) -> Response:
+    """A reorganization batch made with --rekey waits for each official: their PIN opens the
+    current key, a new key is made in the HSM sealed under the same PIN, and the new
+    certificates are issued for it (the old ones then revoked). Only the official can do it."""
+    who, official_id = _official()
+    pin = request.form.get("pin", "")
+    if not pin or len(pin) > MAX_PIN_CHARS:
+        return _certificates_page(400, error=gettext("Enter your signing PIN."))
+    try:
+        serials = reorg.complete_rekey(get_kyso().authority, reorg_batch, official_id, pin,
+                                       actor=f"web:{who.username}")
+    except PinIncorrect:
+        return _certificates_page(403, error=gettext(
+            "Wrong signing PIN: no new key was made. %(left)s attempt(s) left before your "
+            "signing key is locked.", left=_attempts_left(official_id)))
+    except KeyLocked:
+        return _certificates_page(423, error=gettext(
+            "Your signing key is locked after too many wrong PINs. An operator must unlock "
+            "it."))
+    except CAError as exc:
+        status = exc.http_status if 400 <= exc.http_status < 500 else 409
+        return _certificates_page(status, error=gettext(
+            "The new key could not be completed: %(why)s", why=exc.message))
+    return _certificates_page(done=serials)
 
 
 @bp.get("/certificates/<serial>/chain.pem")

@@ -37,7 +37,7 @@ ACCESS: dict[str, str | tuple[str, ...]] = {
     # Officials.
     **{f"portal.{e}": ("official",) for e in (
         "certificates", "chain_pem", "sign", "upload", "batch", "preview", "sign_batch",
-        "results", "signed", "signed_zip", "delete_batch")},
+        "results", "signed", "signed_zip", "delete_batch", "complete_rekey")},
     **{f"tokens.{e}": ("official",) for e in ("tokens", "create_token", "revoke_token")},
     **{f"requests.{e}": ("official",) for e in ("renew_form", "renew", "my_requests",
                                                  "cancel")},
@@ -59,6 +59,7 @@ ACCESS: dict[str, str | tuple[str, ...]] = {
 # Values for URL variables: well-formed, naming nothing that exists (the role check comes
 # before any lookup, so an allowed role gets 404 or 400 here, a refused one 401/403).
 ARGUMENTS = {"serial": "7e57", "name": "issuing", "batch_id": "A" * 24, "n": 1,
+             "reorg_batch": 987654,
              "request_no": 987654, "account_id": 987654, "token_id": 987654,
              "filename": "style.css"}
 ANONYMOUS = "anonymous"  # a client that never logged in
