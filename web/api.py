@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask_babel import gettext, lazy_gettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ca import api_tokens, store
@@ -41,19 +42,19 @@ _SERIAL = re.compile(r"[0-9A-Fa-f]+(?::[0-9A-Fa-f]+)*")
 
 # Vietnamese first, the verifier's English detail in brackets (like every message here).
 _SIGNER_MESSAGES = {
-    "not_a_pdf": "Tệp gửi lên không phải là tài liệu PDF.",
-    "pdf_damaged": "Không đọc được tệp PDF: tệp bị hỏng hoặc không đầy đủ.",
-    "pdf_encrypted": "Tệp PDF được bảo vệ bằng mật khẩu, không thể kiểm tra.",
-    "pdf_too_large": "Tệp PDF quá lớn.",
-    "no_signatures": "Tài liệu không có chữ ký số hoặc dấu thời gian nào.",
-    "signing_refused": "Không thể ký tài liệu.",
-    "tsa_unavailable": "Dịch vụ cấp dấu thời gian tạm thời không sẵn sàng.",
-    "tsa_rejected": "Dịch vụ cấp dấu thời gian từ chối yêu cầu.",
-    "invalid_appearance": "Vị trí hoặc hình thức chữ ký không hợp lệ.",
+    "not_a_pdf": lazy_gettext("The uploaded file is not a PDF document."),
+    "pdf_damaged": lazy_gettext("The PDF cannot be read: it is damaged or incomplete."),
+    "pdf_encrypted": lazy_gettext("The PDF is password-protected and cannot be checked."),
+    "pdf_too_large": lazy_gettext("The PDF is too large."),
+    "no_signatures": lazy_gettext("The document has no digital signature or timestamp."),
+    "signing_refused": lazy_gettext("The document cannot be signed."),
+    "tsa_unavailable": lazy_gettext("The timestamp service is temporarily unavailable."),
+    "tsa_rejected": lazy_gettext("The timestamp service refused the request."),
+    "invalid_appearance": lazy_gettext("The signature's position or appearance is not valid."),
 }
 _TOKEN_MESSAGES = {
-    "invalid_token": "Mã truy cập API (token) thiếu, không đúng, đã bị thu hồi hoặc đã hết hạn.",
-    "token_scope": "Mã truy cập API (token) này không có quyền ký tài liệu.",
+    "invalid_token": lazy_gettext("The API token is missing, wrong, revoked or expired."),
+    "token_scope": lazy_gettext("This API token's scope does not allow signing."),
 }
 MAX_PIN_CHARS = 256
 PIN_HEADER = "X-Signing-PIN"
@@ -76,8 +77,9 @@ def _api_error(exc: ApiError) -> Response:
 
 @bp.errorhandler(SignerError)
 def _signer_error(exc: SignerError) -> Response:
-    vietnamese = _SIGNER_MESSAGES.get(exc.code)
-    message = f"{vietnamese} ({exc.message})" if vietnamese else exc.message
+    said = _SIGNER_MESSAGES.get(exc.code)
+    # In the request's language, then the library's technical detail.
+    message = f"{said} ({exc.message})" if said else exc.message
     return error_response(exc.http_status, exc.code, message)
 
 
@@ -104,13 +106,13 @@ def normalize_serial(text: str) -> str:
     if len(text) > MAX_SERIAL_CHARS or not _SERIAL.fullmatch(text):
         shown = text if len(text) <= 64 else text[:64] + "…"
         raise ApiError(400, "invalid_serial",
-                       f"Số hiệu chứng thư phải là số thập lục phân (hex), ví dụ 1a2b3c. "
-                       f"({shown!r} is not a hexadecimal certificate serial)")
+                       gettext("%(serial)s is not a hexadecimal certificate serial (e.g. "
+                               "1a2b3c).", serial=repr(shown)))
     digits = text.replace(":", "").lower().lstrip("0")
     if not digits or len(digits) > MAX_SERIAL_DIGITS:
         raise ApiError(400, "invalid_serial",
-                       f"Số hiệu chứng thư phải lớn hơn 0 và dài tối đa {MAX_SERIAL_DIGITS} chữ "
-                       f"số hex. (a serial is positive, at most {MAX_SERIAL_DIGITS} hex digits)")
+                       gettext("A certificate serial is positive, at most %(n)s hex digits.",
+                               n=MAX_SERIAL_DIGITS))
     return digits
 
 
@@ -191,17 +193,16 @@ def _limits() -> tuple[int, int]:
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, "request_too_large",
-                    f"Tệp gửi lên quá lớn (tối đa {limit} byte). "
-                    f"(request larger than {limit} bytes)")
+                    gettext("The request is too large (at most %(limit)s bytes).",
+                            limit=limit))
 
 
 def _uploaded_pdf(body_limit: int) -> bytes:
     """The PDF of the request: the raw body, or the `file` part of a multipart form."""
     if request.mimetype not in (*RAW_PDF_TYPES, MULTIPART):
         raise ApiError(415, "unsupported_media_type",
-                       "Gửi tệp PDF với Content-Type: application/pdf, hoặc multipart/form-data "
-                       "với trường «file». (send the PDF as application/pdf, or as the field "
-                       "'file' of multipart/form-data)")
+                       gettext("Send the PDF as application/pdf, or as the field «file» of "
+                               "multipart/form-data."))
     if request.content_length is not None and request.content_length > body_limit:
         raise _too_large(body_limit)
     request.max_content_length = body_limit
@@ -210,8 +211,7 @@ def _uploaded_pdf(body_limit: int) -> bytes:
             data = request.get_data(cache=False)
             if not data:
                 raise ApiError(400, "missing_body",
-                               "Thiếu nội dung: gửi tệp PDF trong thân yêu cầu. "
-                               "(the request body is empty; send the PDF)")
+                               gettext("The request body is empty: send the PDF."))
             return data
         upload = request.files.get("file")
         data = upload.read() if upload is not None else b""
@@ -219,8 +219,7 @@ def _uploaded_pdf(body_limit: int) -> bytes:
         raise _too_large(body_limit) from None
     if not data:
         raise ApiError(400, "missing_file",
-                       "Thiếu tệp: gửi tệp PDF trong trường «file» của biểu mẫu. "
-                       "(no file, or an empty one, in the form field 'file')")
+                       gettext("No file, or an empty one, in the form field «file»."))
     return data
 
 
@@ -241,8 +240,8 @@ def verify() -> Response:
     anchors = trust_anchors(kyso)
     if not anchors:
         raise ApiError(503, "no_trust_anchors",
-                       "Dịch vụ chưa có chứng thư gốc tin cậy (CA gốc) để kiểm tra chữ ký. "
-                       "(no active root CA to verify against)")
+                       gettext("The service has no active root CA to verify signatures "
+                               "against."))
     report = verify_pdf(data, trust_roots=anchors, revocation=revocation_source(kyso),
                         max_bytes=pdf_limit)
     response = jsonify(report_to_json(report))
@@ -272,8 +271,8 @@ def certificate_pem(serial: str) -> Response:
     record, _ = _certificate(serial)
     if not record.cert_der:
         raise ApiError(404, "not_issued",
-                       f"Chứng thư {record.serial} chưa được cấp (trạng thái {record.status}). "
-                       f"(certificate {record.serial} was never signed: {record.status})")
+                       gettext("Certificate %(serial)s was never issued (status %(status)s).",
+                               serial=record.serial, status=record.status))
     pem = x509.load_der_x509_certificate(record.cert_der).public_bytes(
         serialization.Encoding.PEM)
     response = Response(pem, mimetype="application/x-pem-file")
@@ -334,23 +333,21 @@ def _sign_request(signer_module: Any) -> Any:
         level = Level(level_text)
     except ValueError:
         raise ApiError(400, "invalid_level",
-                       f"Mức chữ ký phải là một trong {', '.join(x.value for x in Level)}. "
-                       f"(level must be one of {', '.join(x.value for x in Level)})") from None
+                       gettext("The level must be one of %(levels)s.",
+                               levels=", ".join(x.value for x in Level))) from None
     try:
         kind = Kind(kind_text)
     except ValueError:
         raise ApiError(400, "invalid_kind",
-                       "Loại chữ ký phải là personal hoặc organization. "
-                       "(kind must be personal or organization)") from None
+                       gettext("The kind must be personal or organization.")) from None
     visible, field = _parameter("visible"), _parameter("field")
     if visible and field:
         raise ApiError(400, "invalid_placement",
-                       "Chỉ dùng một trong hai: visible hoặc field. "
-                       "(give visible or field, not both)")
+                       gettext("Give visible or field, not both."))
     if field is not None and (len(field) > 128 or not field.isprintable()):
         raise ApiError(400, "invalid_placement",
-                       "Tên trường chữ ký không hợp lệ. (field: at most 128 printable "
-                       "characters)")
+                       gettext("The signature field name is at most 128 printable "
+                               "characters."))
     if visible is not None:
         placement = Placement.parse_visible(visible)  # SigningRefused 422 when malformed
     elif field is not None:
@@ -370,10 +367,10 @@ def sign() -> Response:
     pin = request.headers.get(PIN_HEADER, "")
     if not pin:
         raise ApiError(400, "missing_pin",
-                       f"Thiếu mã PIN ký số: gửi trong tiêu đề {PIN_HEADER}. "
-                       f"(the official's signing PIN goes in the {PIN_HEADER} header)")
+                       gettext("The official's signing PIN goes in the %(header)s header.",
+                               header=PIN_HEADER))
     if len(pin) > MAX_PIN_CHARS:
-        raise ApiError(400, "invalid_pin", "Mã PIN quá dài. (the PIN is too long)")
+        raise ApiError(400, "invalid_pin", gettext("The PIN is too long."))
     # pyHanko is imported on first use, as for /verify.
     from kyso.signing import BatchItem, sign_documents, signing_certificate
     from signer import pdfsign
@@ -408,26 +405,26 @@ MAX_REQUEST_NO = 2**31 - 1
 _REQUEST_BODY_FIELDS = ("kind", "serial", "changes", "key")
 # Vietnamese first, the library's English detail in brackets, as everywhere in this API.
 _REQUEST_MESSAGES = {
-    "not_found": "Không tìm thấy chứng thư số hoặc yêu cầu này của cán bộ.",
-    "request_pending": "Chứng thư số này đã có một yêu cầu đang chờ xử lý.",
-    "conflict": "Chứng thư số đã bị thu hồi hoặc đã hết hạn, không thể gia hạn.",
-    "invalid_request": "Yêu cầu không hợp lệ.",
-    "subject_rejected": "Nội dung chứng thư số không hợp lệ.",
-    "weak_key": "Khóa không được chấp nhận.",
-    "lint_failed": "Chứng thư số không đạt kiểm tra kỹ thuật.",
+    "not_found": lazy_gettext("The official has no such certificate or request."),
+    "request_pending": lazy_gettext("This certificate already has a pending request."),
+    "conflict": lazy_gettext("The certificate is revoked or expired and cannot be renewed."),
+    "invalid_request": lazy_gettext("The request is not valid."),
+    "subject_rejected": lazy_gettext("The certificate content is not valid."),
+    "weak_key": lazy_gettext("The key is not accepted."),
+    "lint_failed": lazy_gettext("The certificate failed the technical checks."),
 }
 
 
 def _request_error(exc: CAError) -> ApiError:
-    vietnamese = _REQUEST_MESSAGES.get(exc.code, "Không thể xử lý yêu cầu.")
-    return ApiError(exc.http_status, exc.code, f"{vietnamese} ({exc.message})")
+    said = _REQUEST_MESSAGES.get(exc.code) or gettext("The request cannot be processed.")
+    return ApiError(exc.http_status, exc.code, f"{said} ({exc.message})")
 
 
 def _request_body() -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type",
-                       "Gửi yêu cầu dạng JSON (Content-Type: application/json). "
-                       "(send the request as application/json)")
+                       gettext("Send the request as JSON (Content-Type: "
+                               "application/json)."))
     if request.content_length is not None and request.content_length > MAX_REQUEST_BODY:
         raise _too_large(MAX_REQUEST_BODY)
     request.max_content_length = MAX_REQUEST_BODY
@@ -437,13 +434,13 @@ def _request_body() -> dict[str, Any]:
         raise _too_large(MAX_REQUEST_BODY) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json",
-                       "Thân yêu cầu phải là một đối tượng JSON. (the body must be a JSON "
-                       "object)")
+                       gettext("The request body must be a JSON object."))
     unknown = sorted(set(body) - set(_REQUEST_BODY_FIELDS))
     if unknown:
         raise ApiError(400, "unknown_field",
-                       f"Trường không được hỗ trợ: {', '.join(unknown)[:200]}. "
-                       f"(unknown field(s); allowed: {', '.join(_REQUEST_BODY_FIELDS)})")
+                       gettext("Unknown field(s): %(fields)s. Allowed: %(allowed)s.",
+                               fields=", ".join(unknown)[:200],
+                               allowed=", ".join(_REQUEST_BODY_FIELDS)))
     return body
 
 
@@ -458,30 +455,26 @@ def file_certificate_request() -> Response:
     kind = body.get("kind")
     if kind not in ("renewal", "change"):
         raise ApiError(400, "invalid_kind",
-                       "Loại yêu cầu phải là renewal (gia hạn) hoặc change (thay đổi nội "
-                       "dung). (kind must be renewal or change)")
+                       gettext("The kind must be renewal or change."))
     serial = body.get("serial")
     if not isinstance(serial, str):
         raise ApiError(400, "invalid_serial",
-                       "Thiếu số hiệu chứng thư (serial, hex). (serial: a hexadecimal string)")
+                       gettext("serial: the certificate's serial, a hexadecimal string."))
     serial = normalize_serial(serial)
     if body.get("key", "same") != "same":
         raise ApiError(400, "key_not_supported",
-                       "Qua API chỉ gia hạn với khóa hiện tại (key: same); khóa mới cần mã PIN "
-                       "của cán bộ và được yêu cầu trên cổng thông tin. (only key \"same\" "
-                       "over the API)")
+                       gettext("Only key \"same\" over the API: a new key needs the "
+                               "official's PIN and is requested in the portal."))
     changes = body.get("changes") or {}
     if not isinstance(changes, dict):
         raise ApiError(400, "invalid_changes",
-                       "changes phải là một đối tượng JSON. (changes must be an object)")
+                       gettext("changes must be a JSON object."))
     if kind == "renewal" and changes:
         raise ApiError(400, "invalid_changes",
-                       "Gia hạn giữ nguyên nội dung: dùng kind change để thay đổi. "
-                       "(a renewal keeps the content; use kind change)")
+                       gettext("A renewal keeps the content: use kind change to change it."))
     if kind == "change" and not changes:
         raise ApiError(400, "invalid_changes",
-                       "Yêu cầu thay đổi nội dung cần ít nhất một trường trong changes. "
-                       "(a change needs at least one field in changes)")
+                       gettext("A change needs at least one field in changes."))
     authority = get_kyso().authority
     actor = f"account:{info.username}"
     try:

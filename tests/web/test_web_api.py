@@ -362,3 +362,18 @@ def test_openapi_document_is_served(client: FlaskClient) -> None:
     assert got.status_code == 200 and got.mimetype == "application/json"
     doc = got.get_json()
     assert doc["openapi"].startswith("3.1") and doc["servers"] == [{"url": "/api/v1"}]
+
+
+def test_error_messages_are_in_vietnamese_unless_english_is_asked(client: FlaskClient) -> None:
+    # Vietnamese first: ?lang=en is remembered in a cookie.
+    vi = assert_error(client.get("/api/v1/certificates/not-hex"), 400, "invalid_serial")
+    assert "không phải số hiệu chứng thư" in vi["message"]
+    no_token = assert_error(client.post("/api/v1/sign", data=b"%PDF-1.7",
+                                        content_type="application/pdf"), 401, "invalid_token")
+    assert no_token["message"].startswith("Mã truy cập API (token) thiếu")
+    en = assert_error(client.get("/api/v1/certificates/not-hex?lang=en"), 400,
+                      "invalid_serial")
+    assert "is not a hexadecimal certificate serial" in en["message"]
+    no_token = assert_error(client.post("/api/v1/sign", data=b"%PDF-1.7",
+                                        content_type="application/pdf"), 401, "invalid_token")
+    assert no_token["message"].startswith("The API token is missing, wrong, revoked or expired.")
