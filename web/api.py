@@ -40,7 +40,7 @@ MAX_SERIAL_DIGITS = 40
 MAX_SERIAL_CHARS = 128
 _SERIAL = re.compile(r"[0-9A-Fa-f]+(?::[0-9A-Fa-f]+)*")
 
-# Vietnamese first, the verifier's English detail in brackets (like every message here).
+# In the request's language (Flask-Babel), then the library's English detail in brackets.
 _SIGNER_MESSAGES = {
     "not_a_pdf": lazy_gettext("The uploaded file is not a PDF document."),
     "pdf_damaged": lazy_gettext("The PDF cannot be read: it is damaged or incomplete."),
