@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -52,6 +53,15 @@ class Context:
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def cli_actor() -> str:
+    """Who acts, for the audit log: `cli:` and the login name (the uid when it has none)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"
 
 
 def handle_errors(func: F) -> F:

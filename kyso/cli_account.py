@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from kyso.cli import Context, handle_errors, main, pass_ctx
+from kyso.cli import Context, cli_actor, handle_errors, main, pass_ctx
 from kyso.settings import Settings
 
 ROLE_CHOICES = ("official", "operator", "auditor", "admin")
-
-
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"cli:{user}"
 
 
 def _key(settings: Settings) -> bytes:
@@ -82,7 +72,7 @@ def account_add(ctx: Context, username: str, roles: tuple[str, ...], official_id
     """Create an account; prints the TOTP enrolment URI once (otpauth://)."""
     password = _read_password(password_file)
     uri = add_account(ctx.kyso, username, password, roles, official_id=official_id,
-                      display_name=display_name, actor=_actor())
+                      display_name=display_name, actor=cli_actor())
     click.echo(f"created account {username} ({', '.join(roles)})")
     click.echo("Add this to the person's authenticator app now; it is not shown again:")
     click.echo(uri)
@@ -94,5 +84,5 @@ def account_add(ctx: Context, username: str, roles: tuple[str, ...], official_id
 @handle_errors
 def account_unlock(ctx: Context, username: str) -> None:
     """Unlock an account locked after failed logins."""
-    unlock_account(ctx.kyso, username, actor=_actor())
+    unlock_account(ctx.kyso, username, actor=cli_actor())
     click.echo(f"unlocked account {username}")

@@ -3,9 +3,7 @@ certificate renewal), the mail outbox, and bulk changes after a reorganization."
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +13,7 @@ import click
 
 from ca import lifecycle, outbox, reorg
 from ca.errors import InvalidRequest, MappingRejected
-from kyso.cli import Context, _read_pin, handle_errors, main, pass_ctx
+from kyso.cli import Context, _read_pin, cli_actor, handle_errors, main, pass_ctx
 from kyso.mailer import DeliveryReport, mailer, run_daily
 
 
@@ -154,14 +152,6 @@ def lifecycle_mail(ctx: Context, action: str, requeue: int | None, status: str |
 EXIT_REJECTED = 3  # the mapping was refused: nothing was written
 
 
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"cli:{user}"
-
-
 def _read_mapping(path: Path) -> str:
     try:
         data = path.read_bytes()
@@ -255,7 +245,7 @@ def lifecycle_reorg(ctx: Context, mapping: Path, mode: str, rekey: bool, yes: bo
                 _echo_plan(plan)
             click.confirm(f"Reissue {len(plan.items)} certificate(s) and revoke the old "
                           "ones?", abort=True, err=True)
-        batch_id = reorg.start(app.authority, text, rekey=rekey, actor=_actor())
+        batch_id = reorg.start(app.authority, text, rekey=rekey, actor=cli_actor())
     except MappingRejected as exc:
         if as_json:
             click.echo(json.dumps({"rejected": [{"row": p.row, "message": p.message}
@@ -282,14 +272,14 @@ def lifecycle_reorg(ctx: Context, mapping: Path, mode: str, rekey: bool, yes: bo
 def _run_with_progress(app: Any, batch_id: int, chunk_size: int, *,
                        quiet: bool) -> reorg.BatchReport:
     if quiet:
-        return reorg.run(app.authority, batch_id, actor=_actor(), chunk_size=chunk_size)
+        return reorg.run(app.authority, batch_id, actor=cli_actor(), chunk_size=chunk_size)
     with click.progressbar(length=1, label=f"batch {batch_id}", show_pos=True,
                            file=sys.stderr) as bar:
         def progress(finished: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(finished - bar.pos)
 
-        return reorg.run(app.authority, batch_id, actor=_actor(), progress=progress,
+        return reorg.run(app.authority, batch_id, actor=cli_actor(), progress=progress,
                          chunk_size=chunk_size)
 
 
@@ -362,6 +352,6 @@ def batch_rekey(ctx: Context, batch_id: int, official_id: int, pin_file: Path | 
     made, their certificates are reissued for it and the old ones revoked."""
     pin = _read_pin(pin_file)
     serials = reorg.complete_rekey(ctx.kyso.authority, batch_id, official_id, pin,
-                                   actor=_actor())
+                                   actor=cli_actor())
     for serial in serials:
         click.echo(serial)
