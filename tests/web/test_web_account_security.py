@@ -13,11 +13,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_support import PASSWORD, Account, csrf, new_account
+from web_support import PASSWORD, Account, account_row, csrf, new_account, totp_key
 
 from ca import accounts
-from ca.models import AccountRecord, AuditEventRecord
-from web.security import load_secret_key
+from ca.models import AuditEventRecord
 
 NEW_PASSWORD = "mật-khẩu-mới-rất-dài-2027"
 _URI = re.compile(r'<code id="totp-uri"[^>]*>([^<]+)</code>')
@@ -43,24 +42,11 @@ def _logged_in(client: FlaskClient) -> bool:
     return page.status_code == 200
 
 
-def _row(kyso_app: Any, account: Account) -> AccountRecord:
-    with kyso_app.readers() as s:
-        row = accounts.get(s, account.id)
-        assert row is not None
-        s.expunge(row)
-        return row
-
-
 def _audited(kyso_app: Any, action: str, username: str) -> list[str]:
     with kyso_app.readers() as s:
         return list(s.scalars(select(AuditEventRecord.outcome).where(
             AuditEventRecord.action == action,
             AuditEventRecord.object == f"account:{username}")))
-
-
-def _key(kyso_app: Any) -> bytes:
-    settings = kyso_app.settings
-    return accounts.totp_key(load_secret_key(settings.web.secret_key_path(settings.data_dir)))
 
 
 @pytest.fixture
@@ -142,7 +128,7 @@ def test_wrong_current_passwords_lock_the_account(app: Flask, kyso_app: Any,
         assert _change(client, "not my password at all", NEW_PASSWORD).status_code == 400
     last = _change(client, "not my password at all", NEW_PASSWORD)
     assert last.status_code == 423
-    assert _row(kyso_app, person).locked
+    assert account_row(kyso_app, person.id).locked
     assert not _logged_in(client)
 
 
@@ -180,19 +166,21 @@ def test_totp_change_needs_a_code_from_the_new_secret(app: Flask, kyso_app: Any,
     assert new_secret not in str(data)
 
     # Until confirmed, the old secret is in force.
-    key = _key(kyso_app)
-    assert accounts.open_secret(key, person.username, _row(kyso_app, person).totp_secret) \
-        == person.totp_secret
+    key = totp_key(kyso_app)
+
+    def stored() -> str | None:
+        sealed = account_row(kyso_app, person.id).totp_secret
+        return accounts.open_secret(key, person.username, sealed)
+
+    assert stored() == person.totp_secret
     assert _confirm(client, pyotp.TOTP(person.totp_secret).now()).status_code == 400
     assert _confirm(client, "12").status_code == 400
-    assert accounts.open_secret(key, person.username, _row(kyso_app, person).totp_secret) \
-        == person.totp_secret
+    assert stored() == person.totp_secret
     assert client.get("/account/totp").get_data(as_text=True).count(new_secret) >= 1
 
     done = _confirm(client, pyotp.TOTP(new_secret).now())
     assert done.status_code == 200 and 'id="totp-changed"' in done.get_data(as_text=True)
-    assert accounts.open_secret(key, person.username, _row(kyso_app, person).totp_secret) \
-        == new_secret
+    assert stored() == new_secret
     assert _audited(kyso_app, "account.totp.change", person.username) == ["failure",
                                                                           "success"]
     # The new secret logs in (next step: the confirming code was used).

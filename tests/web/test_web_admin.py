@@ -14,10 +14,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_support import Account, csrf, login, new_account
+from web_support import Account, account_row, csrf, login, new_account
 
 from ca import accounts
-from ca.models import AccountRecord, AuditEventRecord, OfficialRecord
+from ca.models import AuditEventRecord, OfficialRecord
 
 _PASSWORD = re.compile(r'<code id="new-password"[^>]*>([^<]+)</code>')
 _SECRET = re.compile(r'<code id="new-totp-secret"[^>]*>([A-Z2-7]+)</code>')
@@ -44,14 +44,6 @@ def official_id(kyso_app: Any) -> int:
         s.add(row)
         s.flush()
         return row.id
-
-
-def _row(kyso_app: Any, account_id: int) -> AccountRecord:
-    with kyso_app.readers() as s:
-        row = accounts.get(s, account_id)
-        assert row is not None
-        s.expunge(row)
-        return row
 
 
 def _actors(kyso_app: Any, action: str, username: str) -> list[str]:
@@ -155,7 +147,7 @@ def test_edit_roles(as_admin: FlaskClient, kyso_app: Any, admin: Account,
     done = _post(as_admin, f"/admin/accounts/{target.id}/roles", role=["auditor", "official"],
                  official_id=str(official_id))
     assert done.status_code == 302
-    row = _row(kyso_app, target.id)
+    row = account_row(kyso_app, target.id)
     assert accounts.roles_of(row) == ("auditor", "official") and row.official_id == official_id
     assert _actors(kyso_app, "account.roles.change", target.username) == [
         f"web:{admin.username}"]
@@ -164,7 +156,7 @@ def test_edit_roles(as_admin: FlaskClient, kyso_app: Any, admin: Account,
     refused = _post(as_admin, f"/admin/accounts/{target.id}/roles", role="auditor",
                     official_id="999999999")
     assert refused.status_code == 400
-    assert accounts.roles_of(_row(kyso_app, target.id)) == ("auditor", "official")
+    assert accounts.roles_of(account_row(kyso_app, target.id)) == ("auditor", "official")
     assert as_admin.get("/admin/accounts/999999999").status_code == 404
 
 
@@ -172,9 +164,9 @@ def test_admin_cannot_demote_or_lock_themselves(as_admin: FlaskClient, kyso_app:
                                                 admin: Account) -> None:
     demote = _post(as_admin, f"/admin/accounts/{admin.id}/roles", role="operator")
     assert demote.status_code == 400 and 'class="alert"' in demote.get_data(as_text=True)
-    assert accounts.roles_of(_row(kyso_app, admin.id)) == ("admin",)
+    assert accounts.roles_of(account_row(kyso_app, admin.id)) == ("admin",)
     assert _post(as_admin, f"/admin/accounts/{admin.id}/lock").status_code == 400
-    assert not _row(kyso_app, admin.id).locked
+    assert not account_row(kyso_app, admin.id).locked
     assert _post(as_admin, f"/admin/accounts/{admin.id}/reset-password").status_code == 400
     # Adding a role to oneself is fine, as long as admin stays.
     ok = _post(as_admin, f"/admin/accounts/{admin.id}/roles", role=["admin", "auditor"])
@@ -189,10 +181,10 @@ def test_lock_ends_sessions_and_unlock(as_admin: FlaskClient, kyso_app: Any, app
     login(theirs, target)
     assert theirs.get("/account").status_code == 200
     assert _post(as_admin, f"/admin/accounts/{target.id}/lock").status_code == 302
-    assert _row(kyso_app, target.id).locked
+    assert account_row(kyso_app, target.id).locked
     assert theirs.get("/account").status_code == 302  # logged out at once
     assert _post(as_admin, f"/admin/accounts/{target.id}/unlock").status_code == 302
-    assert not _row(kyso_app, target.id).locked
+    assert not account_row(kyso_app, target.id).locked
     actor = f"web:{admin.username}"
     assert _actors(kyso_app, "account.lock", target.username) == [actor]
     assert _actors(kyso_app, "account.unlock", target.username) == [actor]

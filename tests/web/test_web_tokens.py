@@ -19,15 +19,14 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
-from web_support import app_over
+from web_support import app_over, totp_key
 from werkzeug.test import TestResponse
 
 from ca import accounts, api_tokens, audit
 from ca.models import ApiTokenRecord, OfficialRecord
-from kyso.settings import Settings
 from signer.pdfsign import Kind, Level
 from web import openapi
-from web.security import limiter, load_secret_key
+from web.security import limiter
 
 PASSWORD = "mật-khẩu-đủ-dài-2026"
 PIN_A = "246813579"
@@ -57,16 +56,11 @@ def official_b(kyso_app: Any) -> tuple[int, str]:
     return _add_official(kyso_app, "Trần Văn Bình", PIN_B)
 
 
-def _key(kyso_app: Any) -> bytes:
-    settings: Settings = kyso_app.settings
-    return accounts.totp_key(load_secret_key(settings.web.secret_key_path(settings.data_dir)))
-
-
 def _account(kyso_app: Any, *roles: str, official: int | None = None) -> tuple[int, str, str]:
     username = f"tok-{secrets.token_hex(4)}"
     with kyso_app.sessions.begin() as s:
         row, secret = accounts.create_account(
-            s, username=username, password=PASSWORD, roles=roles, key=_key(kyso_app),
+            s, username=username, password=PASSWORD, roles=roles, key=totp_key(kyso_app),
             official_id=official, actor="test")
         return row.id, username, secret
 

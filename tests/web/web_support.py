@@ -101,20 +101,37 @@ def csrf(client: Any, path: str) -> str:
     return match.group(1)
 
 
+def totp_key(kyso_app: Any) -> bytes:
+    """The key sealing TOTP secrets, derived from the web secret key as the app derives it."""
+    from ca import accounts
+    from web.security import load_secret_key
+
+    settings = kyso_app.settings
+    return accounts.totp_key(load_secret_key(settings.web.secret_key_path(settings.data_dir)))
+
+
+def account_row(kyso_app: Any, account_id: int) -> Any:
+    """The account's row as stored now, detached from its session."""
+    from ca import accounts
+
+    with kyso_app.readers() as s:
+        row = accounts.get(s, account_id)
+        assert row is not None
+        s.expunge(row)
+        return row
+
+
 def new_account(kyso_app: Any, *roles: str, official: int | None = None,
                 prefix: str = "acct") -> Account:
     """A fresh web account with `roles` (password PASSWORD, TOTP enrolled)."""
     import secrets
 
     from ca import accounts
-    from web.security import load_secret_key
 
-    settings = kyso_app.settings
-    key = accounts.totp_key(load_secret_key(settings.web.secret_key_path(settings.data_dir)))
     username = f"{prefix}-{secrets.token_hex(4)}"
     with kyso_app.sessions.begin() as s:
         row, secret = accounts.create_account(
-            s, username=username, password=PASSWORD, roles=roles, key=key,
+            s, username=username, password=PASSWORD, roles=roles, key=totp_key(kyso_app),
             official_id=official, actor="test")
         return Account(row.id, username, secret)
 
