@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SO_PIN, USER_PIN = "bench-so-1234", "bench-user-1234"
+from bench_setup import throwaway_kyso  # noqa: E402
 
 
 def rate(n: int, seconds: float) -> float:
@@ -127,34 +126,14 @@ def main() -> None:
     parser.add_argument("--lint-workers", type=int, default=2, help="lint processes")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="kyso-bench-"))
-    from hsm import create_softhsm_token
-
-    softhsm = create_softhsm_token(tmp / "softhsm", "bench", SO_PIN, USER_PIN)
-    os.environ["SOFTHSM2_CONF"] = str(softhsm.conf_path)
-    os.environ["KYSO_BENCH_HSM_PIN"] = USER_PIN
-
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from kyso.app import Kyso
-    from kyso.settings import HsmSettings, Settings
-
-    settings = Settings(
-        data_dir=tmp,
-        database_url=os.environ.get("KYSO_BENCH_DATABASE_URL", ""),
-        hsm=HsmSettings(token_label="bench", pin_env="KYSO_BENCH_HSM_PIN",
-                        softhsm2_conf=str(softhsm.conf_path)),
-    )
-    app = Kyso(settings)
-    app.migrate()
+    app, _ = throwaway_kyso(args.lint_workers)
+    settings = app.settings
     a = app.authority
-    from ca.lintpool import LintPool
-
-    a.lint_pool = LintPool(args.lint_workers)
-    a.create_root("root", "CN=Bench Root,O=Kyso,C=VN", key_spec="ec-p384")
     a.create_issuing("rsa", "CN=Bench RSA CA,O=Kyso,C=VN", parent="root", key_spec="rsa-2048")
     a.create_issuing("ec", "CN=Bench EC CA,O=Kyso,C=VN", parent="root", key_spec="ec-p256")
 

@@ -18,7 +18,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,7 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SO_PIN, USER_PIN = "bench-so-1234", "bench-user-1234"
+from bench_setup import throwaway_kyso  # noqa: E402
+
 ORGANIZATIONS = 30
 
 
@@ -87,30 +87,12 @@ def main() -> None:
     parser.add_argument("--no-lint", action="store_true", help="measure both without lint")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="kyso-bench-"))
-    from hsm import create_softhsm_token
-
-    softhsm = create_softhsm_token(tmp / "softhsm", "bench", SO_PIN, USER_PIN)
-    os.environ["SOFTHSM2_CONF"] = str(softhsm.conf_path)
-    os.environ["KYSO_BENCH_HSM_PIN"] = USER_PIN
-
     from ca import reorg
-    from ca.lintpool import LintPool
-    from kyso.app import Kyso
-    from kyso.settings import HsmSettings, Settings
 
-    settings = Settings(
-        data_dir=tmp,
-        database_url=os.environ.get("KYSO_BENCH_DATABASE_URL", ""),
-        hsm=HsmSettings(token_label="bench", pin_env="KYSO_BENCH_HSM_PIN",
-                        softhsm2_conf=str(softhsm.conf_path)),
-    )
-    app = Kyso(settings)
-    app.migrate()
+    app, tmp = throwaway_kyso(args.lint_workers)
+    settings = app.settings
     a = app.authority
-    a.lint_pool = LintPool(args.lint_workers)
     lint = not args.no_lint
-    a.create_root("root", "CN=Bench Root,O=Kyso,C=VN", key_spec="ec-p384")
     a.create_issuing("ec", "CN=Bench EC CA,O=Kyso,C=VN", parent="root", key_spec="ec-p256")
 
     print(f"kyso reissue benchmark: bulk {args.count} certificates ({ORGANIZATIONS} "
