@@ -223,6 +223,11 @@ class DocumentSigner:
         self.identity = identity or identity_of(certificate)
         self.clock = clock
         self.max_bytes = max_bytes
+        # The signature's reserved size per "timestamped?": the CMS has the same shape for
+        # every document of this signer (same certificates, attributes, token), so pyHanko's
+        # estimate -- a dry-run CMS built with a dummy signature and timestamp, a third of
+        # the signing time -- is made once and its 50% margin kept.
+        self._reserved: dict[bool, int] = {}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -352,7 +357,7 @@ class DocumentSigner:
             )
             style, params = stamp_style(spec, signing_time)
         pdf_signer = _TimedPdfSigner(
-            signing_time, meta, self.signer,
+            signing_time, self._reserved, request.level.timestamped, meta, self.signer,
             timestamper=self.timestamper if request.level.timestamped else None,
             stamp_style=style, new_field_spec=field_spec,
         )
@@ -366,15 +371,28 @@ class DocumentSigner:
 
 class _TimedPdfSigner(signers.PdfSigner):
     """pyHanko's PdfSigner with the signing time fixed by us: the signingTime attribute and
-    the time drawn in the appearance are the same instant."""
+    the time drawn in the appearance are the same instant. Its size estimate is remembered
+    in `reserved` under `size_key` and reused by the next document."""
 
-    def __init__(self, signing_time: datetime, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, signing_time: datetime, reserved: dict[bool, int], size_key: bool,
+                 *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._signing_time = signing_time
+        self._reserved = reserved
+        self._size_key = size_key
 
     def init_signing_session(self, pdf_out: Any, existing_fields_only: bool = False) -> Any:
         session = super().init_signing_session(pdf_out, existing_fields_only)
         session.system_time = self._signing_time
+        estimate = session.estimate_signature_container_size
+        reserved, key = self._reserved, self._size_key
+
+        async def remembered(validation_info: Any, tight: bool = False) -> int:
+            if key not in reserved:
+                reserved[key] = await estimate(validation_info, tight=tight)
+            return reserved[key]
+
+        session.estimate_signature_container_size = remembered
         return session
 
 
