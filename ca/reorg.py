@@ -512,16 +512,9 @@ def start(authority: Any, mapping_text: str, *, rekey: bool = False, actor: str,
     MappingRejected as `parse_mapping`/`plan`, and for rows not yet effective."""
     digest = mapping_sha256(mapping_text)
     with authority.readers() as s:
-        for b in store.reorg_batches_for_mapping(s, digest):
-            if b.status != "done":
-                if bool(b.rekey) != rekey:
-                    raise StateConflict(
-                        f"batch {b.id} of this mapping is unfinished and was started "
-                        f"{'with' if b.rekey else 'without'} --rekey; finish it first")
-                return int(b.id)
-            raise StateConflict(f"this mapping was already applied as batch {b.id} "
-                                f"({b.finished_at or b.created_at:%Y-%m-%d %H:%M} UTC); "
-                                "running it again would reissue the new certificates")
+        existing = _unfinished_batch_of(s, digest, rekey)
+    if existing is not None:
+        return existing
     now = now or authority.clock()
     the_plan = dry_run(authority, mapping_text, now=now)
     if the_plan.not_yet_effective:
@@ -531,6 +524,14 @@ def start(authority: Any, mapping_text: str, *, rekey: bool = False, actor: str,
     if not the_plan.items:
         raise InvalidRequest("the mapping matches no certificate to reissue; nothing to do")
     with authority.sessions.begin() as s:
+        # The old certificates locked first (in serial order): on PostgreSQL a second start
+        # of this or an overlapping mapping waits here until this one commits, then finds its
+        # batch below (SQLite serializes the whole transaction anyway).
+        olds = store.certificates_by_serial(s, [i.old_serial for i in the_plan.items],
+                                            for_update=True)
+        existing = _unfinished_batch_of(s, digest, rekey)
+        if existing is not None:
+            return existing
         busy = store.open_reorg_items_for(s, [i.old_serial for i in the_plan.items])
         if busy:
             shown = ", ".join(f"{serial} (batch {b})" for serial, b in busy[:5])
@@ -542,7 +543,6 @@ def start(authority: Any, mapping_text: str, *, rekey: bool = False, actor: str,
             done=0, failed=0)
         s.add(batch)
         s.flush()
-        olds = store.certificates_by_serial(s, [i.old_serial for i in the_plan.items])
         store.insert_reorg_items(s, [{
             "batch_id": batch.id, "old_serial": i.old_serial,
             "old_certificate_id": olds[i.old_serial].id, "official_id": i.official_id,
@@ -557,6 +557,22 @@ def start(authority: Any, mapping_text: str, *, rekey: bool = False, actor: str,
                               "certificates": len(the_plan.items), "rekey": rekey,
                               "notes": len(the_plan.notes)}, clock=authority.clock)
         return int(batch.id)
+
+
+def _unfinished_batch_of(s: Any, digest: str, rekey: bool) -> int | None:
+    """The unfinished batch of the mapping with SHA-256 `digest`, if any (to resume);
+    StateConflict if it differs in --rekey or the mapping was already applied."""
+    for b in store.reorg_batches_for_mapping(s, digest):
+        if b.status != "done":
+            if bool(b.rekey) != rekey:
+                raise StateConflict(
+                    f"batch {b.id} of this mapping is unfinished and was started "
+                    f"{'with' if b.rekey else 'without'} --rekey; finish it first")
+            return int(b.id)
+        raise StateConflict(f"this mapping was already applied as batch {b.id} "
+                            f"({b.finished_at or b.created_at:%Y-%m-%d %H:%M} UTC); "
+                            "running it again would reissue the new certificates")
+    return None
 
 
 def _runner_id() -> str:

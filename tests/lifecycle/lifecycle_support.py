@@ -11,8 +11,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -81,6 +82,36 @@ class SmtpServer:
 def smtp_settings(port: int, **changes: Any) -> SmtpSettings:
     return replace(SmtpSettings(host="127.0.0.1", port=port, starttls=False,
                                 from_address="kyso-test@kyso.example.vn", timeout=5), **changes)
+
+
+def at_once(work: Callable[[], object], meet: threading.Barrier) -> tuple[list[object],
+                                                                        list[BaseException]]:
+    """`work` in meet.parties threads started together (`meet_here` inside it lines them up
+    where a race would happen); what they returned and what they raised."""
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            results.append(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's assertions
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(meet.parties)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
+
+
+def meet_here(meet: threading.Barrier) -> None:
+    """Wait for the other threads of `at_once` here; go on alone once the barrier's timeout
+    passes (the others are, rightly, waiting for this one)."""
+    try:
+        meet.wait()
+    except threading.BrokenBarrierError:
+        pass
 
 
 def unique(prefix: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from lifecycle_support import KYSO, app, run_kyso, write_config
+from lifecycle_support import KYSO, app, at_once, meet_here, run_kyso, write_config
 from reorg_support import (
     Population,
     certificates,
@@ -496,6 +496,30 @@ def test_cli_names_a_file_that_is_not_utf8(app, tmp_path):
     path.write_bytes(",".join(reorg.HEADER).encode() + b"\nPh\xfa\xf4ng A,,,B,,,2025-07-01\n")
     proc = run_kyso(config, "lifecycle", "reorg", str(path), expect=3)
     assert "error: row 2: not UTF-8 text" in proc.stderr
+
+
+def test_two_starts_of_one_mapping_at_once_make_one_batch(app, ca_name, monkeypatch):
+    """Two operators apply the same mapping at the same moment (console and CLI): one batch,
+    whose id both get -- never two batches reissuing the same certificates."""
+    import threading
+
+    pop = populate(app.authority, ca_name, organizations=1, per_organization=3)
+    text = mapping([(pop.organizations[0], "", "", "", "Phòng Nội vụ", "", TODAY)])
+    meet = threading.Barrier(2, timeout=3)
+    real_check = store.open_reorg_items_for
+
+    def checked_together(session, serials, **kwargs):  # type: ignore[no-untyped-def]
+        found = real_check(session, serials, **kwargs)
+        meet_here(meet)  # both starts past their checks before either writes, if they can be
+        return found
+
+    monkeypatch.setattr(store, "open_reorg_items_for", checked_together)
+    ids, errors = at_once(lambda: reorg.start(app.authority, text, actor="test"), meet)
+    assert not errors, errors
+    with app.readers() as s:
+        batches = store.reorg_batches_for_mapping(s, reorg.mapping_sha256(text))
+    assert len(batches) == 1 and ids == [batches[0].id] * 2
+    assert reorg.show(app.authority, batches[0].id).batch.total == 3
 
 
 def test_a_batch_runs_in_one_process_at_a_time(app, ca_name):
