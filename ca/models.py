@@ -400,6 +400,18 @@ class MailOutboxRecord(Base):
     __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
 
 
+class JobLeaseRecord(Base):
+    """Who runs a scheduled job right now (the daily lifecycle job, kyso/mailer.py): taken
+    by one atomic UPDATE when free or run out, released when the job ends, so two web workers
+    (or a worker and cron) never run it at once; a holder that died frees it at `until`."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))  # host:pid:thread
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 # Successor lookups (renewals, reorganization batches resuming) go by predecessor_id.
 Index("ix_certificates_predecessor_id", CertificateRecord.predecessor_id)
 

@@ -1054,3 +1054,41 @@ def waiting_rekey_items(session: Session, official_id: int) -> list[Any]:
         select(item_model).where(item_model.official_id == official_id,
                                  item_model.status == "waiting")
         .order_by(item_model.batch_id, item_model.id)).all())
+
+
+# -- job leases -----------------------------------------------------------------------------
+
+def take_lease(session: Session, name: str, holder: str, now: datetime,
+               until: datetime) -> tuple[str, datetime] | None:
+    """Take the lease `name` for `holder` until `until` if nobody holds it or its holder's
+    time ran out (one atomic UPDATE: of two takers at once, one gets it). None when taken;
+    else (holder, until) of whoever has it."""
+    from sqlalchemy import or_
+
+    from ca.models import JobLeaseRecord
+
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    table = JobLeaseRecord.__table__
+    session.execute(dialect_insert(table).values(name=name, holder=None, until=None)
+                    .on_conflict_do_nothing(index_elements=["name"]))
+    taken = session.execute(
+        update(table).where(table.c.name == name,
+                            or_(table.c.until.is_(None), table.c.until <= now))
+        .values(holder=holder, until=until))
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return None
+    row = session.execute(select(table.c.holder, table.c.until)
+                          .where(table.c.name == name)).one()
+    return str(row.holder), row.until
+
+
+def release_lease(session: Session, name: str, holder: str) -> None:
+    """Give the lease back (only if `holder` still has it)."""
+    from ca.models import JobLeaseRecord
+
+    table = JobLeaseRecord.__table__
+    session.execute(update(table).where(table.c.name == name, table.c.holder == holder)
+                    .values(holder=None, until=None))

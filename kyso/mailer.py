@@ -9,10 +9,14 @@ backoff. A 5xx for the recipient or the message: `failed`, not retried by itself
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import smtplib
+import socket
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -21,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ca import lifecycle, outbox
+from ca import lifecycle, outbox, store
+from ca.errors import StateConflict
 from ca.outbox import OutboxMessage
 from kyso.settings import Settings, SettingsError, SmtpSettings
 
@@ -35,6 +40,10 @@ BATCH = 20  # messages claimed at a time
 # How long a claimed message is left alone by other senders: far more than sending a batch
 # takes (each SMTP command has smtp.timeout).
 LEASE = timedelta(minutes=10)
+# The daily job runs in one process at a time (ca.models.JobLeaseRecord). It takes seconds;
+# a process that died holding the lease frees it after DAILY_LEASE_TIME.
+DAILY_LEASE = "lifecycle.daily"
+DAILY_LEASE_TIME = timedelta(minutes=30)
 
 
 @dataclass
@@ -226,27 +235,59 @@ def renew_ocsp_responders(app: Kyso) -> list[str]:
             if responders.ensure(ca, now, actor=lifecycle.ACTOR) is not None]
 
 
+@contextlib.contextmanager
+def daily_lease(app: Kyso) -> Iterator[None]:
+    """Hold the daily job's lease for the block; StateConflict (naming the holder) while
+    another process has it."""
+    me = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    now = datetime.now(UTC)
+    with app.sessions.begin() as s:
+        other = store.take_lease(s, DAILY_LEASE, me, now, now + DAILY_LEASE_TIME)
+    if other is not None:
+        holder, until = other
+        raise StateConflict(f"the daily job is running in another process ({holder}) until "
+                            f"it ends, or at the latest {until:%Y-%m-%d %H:%M} UTC")
+    try:
+        yield
+    finally:
+        with app.sessions.begin() as s:
+            store.release_lease(s, DAILY_LEASE, me)
+
+
 def run_daily(app: Kyso, *, now: datetime | None = None, ocsp: bool = True,
               deliver: bool = True) -> tuple[lifecycle.DailyReport, DeliveryReport | None]:
     """The daily job: expiry warnings queued, the TSA certificate (and with `ocsp` the OCSP
-    responder certificates) renewed when due, then the outbox delivered (with `deliver`)."""
+    responder certificates) renewed when due, then the outbox delivered (with `deliver`).
+    StateConflict while another process runs it (`daily_lease`)."""
+    with daily_lease(app):
+        report = _daily(app, now, ocsp)
+    delivery = mailer(app).deliver_due() if deliver else None
+    return report, delivery
+
+
+def _daily(app: Kyso, now: datetime | None, ocsp: bool) -> lifecycle.DailyReport:
     report = lifecycle.daily(
         app.authority, lifecycle_policy(app.settings), now=now,
         renew_responders=(lambda: renew_ocsp_responders(app)) if ocsp else None)
     if report.tsa is not None and report.tsa.renewed_serial:
         app.forget_tsa()
-    delivery = mailer(app).deliver_due() if deliver else None
-    return report, delivery
+    return report
 
 
 def background_job(app: Kyso) -> None:
     """One tick of a web worker (every lifecycle.check_every_seconds): the daily job when it
-    has not run today (Vietnam time; OCSP responders have their own job there), then the due
-    mail. Two workers may both run the daily part: warnings are queued once whatever the
-    races, and a doubled TSA renewal only makes an extra certificate for the same key."""
+    has not run today (Vietnam time; OCSP responders have their own job there) and no other
+    process is running it, then the due mail."""
     now = datetime.now(UTC)
     with app.readers() as s:
         due = lifecycle.daily_due(s, now)
     if due:
-        run_daily(app, now=now, ocsp=False, deliver=False)
+        try:
+            with daily_lease(app):
+                with app.readers() as s:  # another worker may have finished it meanwhile
+                    due = lifecycle.daily_due(s, now)
+                if due:
+                    _daily(app, now, ocsp=False)
+        except StateConflict as exc:
+            log.debug("daily job not run here: %s", exc)
     mailer(app).deliver_due()

@@ -12,8 +12,10 @@ import pytest
 from lifecycle_support import (
     SmtpServer,
     app,
+    at_once,
     free_port,
     issue,
+    meet_here,
     run_kyso,
     smtp_settings,
     unique,
@@ -236,6 +238,50 @@ def test_web_background_job_runs_the_daily_part_and_sends(app):
     assert _get(app, message_id).status == "sent"  # type: ignore[arg-type]
     with app.readers() as s:
         assert not lifecycle.daily_due(s, datetime.now(UTC))  # ran today (here or before)
+
+
+def test_two_workers_whose_ticks_meet_run_the_daily_job_once(app, monkeypatch):
+    import threading
+
+    from kyso import mailer as mailer_module
+
+    monkeypatch.setattr(lifecycle, "daily_due", lambda session, now: True)
+    meet = threading.Barrier(2, timeout=3)
+    runs: list[int] = []
+    real_daily = mailer_module._daily
+
+    def daily(app_, now, ocsp):  # type: ignore[no-untyped-def]
+        runs.append(threading.get_ident())
+        meet_here(meet)  # both workers inside the daily job at once, if they can be
+        return real_daily(app_, now, ocsp)
+
+    monkeypatch.setattr(mailer_module, "_daily", daily)
+    with SmtpServer(app.settings.smtp.port):
+        _, errors = at_once(lambda: mailer_module.background_job(app), meet)
+    assert not errors, errors
+    assert len(runs) == 1
+
+
+def test_cron_is_told_who_runs_the_daily_job_and_takes_over_a_dead_holder(app):
+    from ca import store
+    from ca.errors import StateConflict
+    from kyso.mailer import DAILY_LEASE, run_daily
+
+    now = datetime.now(UTC)
+    with app.sessions.begin() as s:
+        assert store.take_lease(s, DAILY_LEASE, "web-2:4242:1", now,
+                                now + timedelta(minutes=30)) is None
+    with pytest.raises(StateConflict, match="web-2:4242:1"):
+        run_daily(app, ocsp=False, deliver=False)
+    # That worker died: its lease runs out and the job runs here.
+    with app.sessions.begin() as s:
+        store.release_lease(s, DAILY_LEASE, "web-2:4242:1")
+        assert store.take_lease(s, DAILY_LEASE, "web-3:99:1", now - timedelta(hours=1),
+                                now - timedelta(minutes=1)) is None
+    report, _ = run_daily(app, ocsp=False, deliver=False)
+    assert report.errors == {}
+    with app.sessions.begin() as s:  # and it gave the lease back when done
+        assert store.take_lease(s, DAILY_LEASE, "probe", now, now) is None
 
 
 def test_cli_daily_queues_and_delivers_once(app, tmp_path):
