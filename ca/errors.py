@@ -100,6 +100,13 @@ class RequestDecided(StateConflict):
     code = "request_decided"
 
 
+class ApprovalUnderWay(RequestDecided):
+    """Another approval of the request is making its certificate right now (or died so
+    recently that it cannot be told from one that is still working)."""
+
+    code = "approval_under_way"
+
+
 class RowProblem:
     """One problem of an uploaded file (a reorganization mapping): its line number in the
     file (the header is line 1; 0 for the file as a whole) and what is wrong."""

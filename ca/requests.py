@@ -6,14 +6,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy.exc import IntegrityError
 
 from ca import audit, lifecycle, store
-from ca.authority import CHANGEABLE_FIELDS, Authority
+from ca.authority import CHANGEABLE_FIELDS, Authority, IssuedCertificate, Reissue
 from ca.errors import (
+    ApprovalUnderWay,
     CAError,
     InvalidRequest,
     NotFound,
@@ -21,8 +23,9 @@ from ca.errors import (
     RequestPending,
     StateConflict,
 )
-from ca.issuance import normalize_serial
+from ca.issuance import normalize_serial, spki_sha256
 from ca.models import OfficialRecord, OfficialRequestRecord
+from ca.profiles import format_subject
 
 log = logging.getLogger("kyso.requests")
 
@@ -32,6 +35,10 @@ FILED_VIA = ("portal", "operator", "api")
 STATUSES = ("pending", "issuing", "approved", "rejected", "cancelled")
 MAX_REASON = 500
 MAX_FIELD = 254  # the longest content value (an e-mail address); the profile limits the rest
+# An approval claims its request (`issuing`, decided_at = when) while the certificate is made,
+# which takes well under a second. One still `issuing` after this long was interrupted (its
+# process died): approving it again resumes it.
+STALE_CLAIM = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,11 @@ class RequestInfo:
     @property
     def pending(self) -> bool:
         return self.status == "pending"
+
+    def interrupted(self, now: datetime) -> bool:
+        """An approval that started and never finished: approving again resumes it."""
+        return self.status == "issuing" and (
+            self.decided_at is None or now - self.decided_at >= STALE_CLAIM)
 
     def as_json(self) -> dict[str, Any]:
         """The request for the JSON API (no internal key ids, no operator names)."""
@@ -274,25 +286,60 @@ def approve(authority: Authority, request_id: int, *, actor: str,
     """Issue the requested certificate, then -- only once it is issued -- revoke the old one
     (superseded; affiliationChanged when the organization changes), and record the new
     serial. The new content is checked by the profile before anything is issued; a refusal
-    leaves the request pending."""
+    leaves the request pending.
+
+    An approval interrupted by a crash (`RequestInfo.interrupted`) is resumed by approving
+    again: the certificate it issued is adopted (never a second one), a reservation the HSM
+    never signed is marked failed and the certificate issued now; an approval recorded whose
+    old certificate was not revoked yet gets that revocation."""
+    now = authority.clock()
+    interrupted_since: datetime | None = None
     with authority.sessions.begin() as s:
         rec = store.get_official_request(s, request_id, for_update=True)
-        _decidable(rec)
-        if rec.kind == "new" or rec.serial is None:
-            raise InvalidRequest("requests for a first certificate are not supported yet")
-        rec.status = "issuing"  # claimed: a second approval now gets RequestDecided
+        reason: x509.ReasonFlags | None = None
+        if rec.status == "approved" and rec.serial is not None and rec.new_serial is not None:
+            old = store.get_certificate(s, rec.serial)
+            if old.status in ("valid", "hold"):
+                same = store.get_certificate(s, rec.new_serial).organization == old.organization
+                reason = (x509.ReasonFlags.superseded if same
+                          else x509.ReasonFlags.affiliation_changed)
+        elif rec.status == "issuing":
+            if not _info(rec).interrupted(now):
+                assert rec.decided_at is not None
+                raise ApprovalUnderWay(
+                    f"request {rec.id} is being approved (since {rec.decided_at:%H:%M:%S} UTC); "
+                    "if that approval was interrupted, approve it again from "
+                    f"{rec.decided_at + STALE_CLAIM:%H:%M} UTC")
+            interrupted_since = rec.decided_at or rec.requested_at
+        else:
+            _decidable(rec)
+        if rec.status != "approved":
+            if rec.kind == "new" or rec.serial is None:
+                raise InvalidRequest("requests for a first certificate are not supported yet")
+            rec.status = "issuing"  # claimed: a second approval now gets RequestDecided
+            rec.decided_by, rec.decided_at = actor, now  # who claimed it, and since when
         serial, key_id, kind = rec.serial, rec.key_id, rec.kind
-        official_id, requested_by = rec.official_id, rec.requested_by
+        official_id, requested_by, status = rec.official_id, rec.requested_by, rec.status
         content = json.loads(rec.content)
+    if status == "approved":
+        if reason is None:
+            raise RequestDecided(f"request {request_id} is approved, not pending")
+        _revoke_old(authority, serial, reason, actor)  # the step an interruption skipped
+        return get(authority, request_id)
     changes = {k: content.get(k) for k in CHANGEABLE_FIELDS}
     try:
         plan = authority.prepare_reissue(serial, changes, key_id=key_id, actor=actor,
                                          requested_by=requested_by)
-        issued = authority.issue(plan.ca_name, plan.request, actor=actor)
+        issued = None
+        if interrupted_since is not None:
+            issued = _left_by_interruption(authority, plan, since=interrupted_since,
+                                           actor=actor, now=now)
+        if issued is None:
+            issued = authority.issue(plan.ca_name, plan.request, actor=actor)
     except Exception as exc:
         with authority.sessions.begin() as s:
             rec = store.get_official_request(s, request_id, for_update=True)
-            rec.status = "pending"
+            rec.status, rec.decided_by, rec.decided_at = "pending", None, None
             error = exc if isinstance(exc, CAError) else None
             audit.record(s, actor=actor, action="request.approve", obj=_obj(request_id),
                          outcome="failure",
@@ -328,11 +375,46 @@ def approve(authority: Authority, request_id: int, *, actor: str,
                      details={"serial": serial, "new_serial": issued.serial,
                               "revocation_reason": reason.value, "key": rec.key_choice},
                      request_id=audit_request_id, clock=authority.clock)
+    _revoke_old(authority, serial, reason, actor)
+    return get(authority, request_id)
+
+
+def _revoke_old(authority: Authority, serial: str, reason: x509.ReasonFlags,
+                actor: str) -> None:
     try:
         authority.revoke(serial, reason, actor=actor)
     except StateConflict:
         pass  # revoked meanwhile by someone else: the old certificate is out of use anyway
-    return get(authority, request_id)
+
+
+def _left_by_interruption(authority: Authority, plan: Reissue, *, since: datetime,
+                          actor: str, now: datetime) -> IssuedCertificate | None:
+    """What an interrupted approval of `plan` left since `since`: the certificate it issued
+    (same subject and key, renewing the same one), or None once the reservations the HSM
+    never signed are marked failed."""
+    subject = format_subject(plan.request.subject)
+    spki = spki_sha256(plan.request.public_key)
+    with authority.readers() as s:
+        old = store.get_certificate(s, plan.serial)
+        ours = [c for c in store.certificate_successors(s, old.id)
+                if c.created_at >= since and c.subject == subject and c.spki_sha256 == spki]
+        ca_name = store.get_ca_by_id(s, old.ca_id).name
+    signed = [c for c in ours if c.status != "pending" and c.cert_der is not None
+              and c.status != "failed"]
+    if signed:
+        c = signed[-1]
+        return IssuedCertificate(
+            serial=c.serial, ca_name=ca_name, profile=c.profile, subject=c.subject,
+            not_before=c.not_before, not_after=c.not_after,
+            certificate=x509.load_der_x509_certificate(bytes(c.cert_der)))
+    # Made by the dead approval: the claim (held by whoever resumes it now) kept any other
+    # approval of this request away, and nothing else reissues to the same subject and key.
+    reserved = [c for c in ours if c.status == "pending"]
+    if reserved:
+        with authority.engine.begin() as conn:
+            store.fail_certificates(conn, [c.serial for c in reserved], actor=actor, now=now,
+                                    error="interrupted approval (never signed)")
+    return None
 
 
 def _close(authority: Authority, request_id: int, status: str, *, actor: str,

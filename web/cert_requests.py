@@ -62,6 +62,8 @@ ERROR_MESSAGES = {
     "not_found": lazy_gettext("No such certificate or request."),
     "request_pending": lazy_gettext("This certificate already has a pending request."),
     "request_decided": lazy_gettext("This request was already decided or cancelled."),
+    "approval_under_way": lazy_gettext("This request is being approved right now. If that "
+                                       "approval was interrupted, approve it again later."),
     "conflict": lazy_gettext("This certificate is revoked or expired: it cannot be renewed."),
     "invalid_request": lazy_gettext("The request is not valid."),
     "subject_rejected": lazy_gettext("The certificate content is not accepted."),
@@ -284,7 +286,9 @@ def _console(status: int = 200, *, error: str | None = None, done: int | None = 
         except CAError:
             current[r.id] = None
     everything = {r.id: r for r in (*pending, *decided)}
+    now = authority.clock()
     return _page("requests/console.html", status, pending=pending, decided=decided,
+                 interrupted={r.id for r in pending if r.interrupted(now)},
                  current=current, error=error, done=everything.get(done or 0),
                  filed=everything.get(filed or 0), max_reason=MAX_REASON)
 

@@ -382,3 +382,66 @@ def test_an_unusable_address_never_undoes_the_decision(kyso_app):
     done = requests.approve(authority, filed.id, actor=OPERATOR)
     assert done.status == "approved" and authority.certificate(serial).status == "revoked"
     assert _mails(kyso_app, f"request:{filed.id}") == []
+
+
+class Killed(BaseException):
+    """The approving process dies here (not an Exception: nothing on the way out catches it)."""
+
+
+def _die(*args: object, **kwargs: object) -> None:
+    raise Killed
+
+
+@pytest.mark.parametrize("dies", ["before issuing", "after reserving", "after issuing",
+                                  "before revoking"])
+def test_an_interrupted_approval_is_resumed_by_approving_again(kyso_app, monkeypatch, dies):
+    authority = kyso_app.authority
+    official_id, serial = _add(authority, f"Trương Thị Thu ({dies})")
+    moves = dies == "before revoking"  # a change of organization: affiliationChanged
+    filed = (requests.file_change(authority, serial, {"organization": "Sở Tư pháp",
+                                                      "email": "thu.truong@stp.gov.vn"},
+                                  actor="account:thu", official_id=official_id) if moves
+             else requests.file_renewal(authority, serial, actor="account:thu",
+                                        official_id=official_id))
+    real_issue = authority.issue
+
+    def issue_then_die(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_issue(*args, **kwargs)
+        raise Killed
+
+    target, replacement = {"before issuing": ("issue", _die),
+                           "after reserving": ("_sign", _die),  # HSM never signed
+                           "after issuing": ("issue", issue_then_die),
+                           "before revoking": ("revoke", _die)}[dies]
+    monkeypatch.setattr(authority, target, replacement)
+    with pytest.raises(Killed):
+        requests.approve(authority, filed.id, actor=OPERATOR)
+    monkeypatch.undo()
+
+    left = requests.get(authority, filed.id)
+    if dies == "before revoking":
+        assert left.status == "approved" and authority.certificate(serial).status == "valid"
+    else:
+        # Still claimed: a second operator is told it is under way, until it is clearly dead.
+        assert left.status == "issuing" and not left.interrupted(authority.clock())
+        with pytest.raises(RequestDecided, match="being approved"):
+            requests.approve(authority, filed.id, actor=OPERATOR)
+        with kyso_app.sessions.begin() as s:
+            rec = store.get_official_request(s, filed.id, for_update=True)
+            rec.decided_at -= requests.STALE_CLAIM + timedelta(seconds=1)
+        assert requests.get(authority, filed.id).interrupted(authority.clock())
+
+    done = requests.approve(authority, filed.id, actor=OPERATOR)
+    assert done.status == "approved" and done.new_serial
+    old = authority.certificate(serial)
+    assert old.status == "revoked"
+    assert old.revocation_reason == ("affiliationChanged" if moves else "superseded")
+    with kyso_app.readers() as s:
+        after = store.certificate_successors(s, old.id)
+    # Exactly one new certificate, whatever the interruption left.
+    assert [c.serial for c in after if c.status == "valid"] == [done.new_serial]
+    assert [c.status for c in after] == (["failed", "valid"] if dies == "after reserving"
+                                         else ["valid"])
+    assert len(_mails(kyso_app, f"request:{filed.id}")) == 1
+    with pytest.raises(RequestDecided):
+        requests.approve(authority, filed.id, actor=OPERATOR)

@@ -236,6 +236,38 @@ def test_operator_approves_and_sees_the_new_serial(kyso_app: Any, portal_a: Flas
     assert _renew(portal_a, serial).status_code == 409
 
 
+def test_an_interrupted_approval_is_offered_again_in_the_console(
+        kyso_app: Any, portal_b: FlaskClient, console: FlaskClient, official_b: int) -> None:
+    from datetime import timedelta
+
+    serial = _serial(kyso_app, official_b)
+    number = _filed_no(_renew(portal_b, serial))
+    # The approving worker died with the request claimed, before its certificate was made.
+    with kyso_app.sessions.begin() as s:
+        rec = store.get_official_request(s, number, for_update=True)
+        rec.status, rec.decided_by = "issuing", "account:req-op-gone"
+        rec.decided_at = kyso_app.authority.clock()
+    token = csrf(console, "/console/requests")
+    page = _text(console.get("/console/requests"))
+    assert f'id="request-{number}"' in page and "account:req-op-gone" not in page
+    under_way = console.post(f"/console/requests/{number}/approve", data={"csrf_token": token})
+    assert under_way.status_code == 409
+    assert "Yêu cầu này đang được phê duyệt" in _text(under_way)
+    with kyso_app.sessions.begin() as s:
+        rec = store.get_official_request(s, number, for_update=True)
+        rec.decided_at -= cert_requests.STALE_CLAIM + timedelta(minutes=1)
+    page = _text(console.get("/console/requests"))
+    section = page[page.index(f'id="request-{number}"'):]
+    assert 'class="notice interrupted"' in section and "account:req-op-gone" in section
+    approved = console.post(f"/console/requests/{number}/approve", data={"csrf_token": token})
+    assert approved.status_code == 303
+    info = cert_requests.get(kyso_app.authority, number)
+    assert info.status == "approved" and info.new_serial
+    assert info.new_serial in _text(console.get(approved.headers["Location"]))
+    with kyso_app.readers() as s:
+        assert store.get_certificate(s, serial).status == "revoked"
+
+
 def test_operator_files_for_an_official(kyso_app: Any, console: FlaskClient,
                                         official_b: int) -> None:
     serial = _serial(kyso_app, official_b)
