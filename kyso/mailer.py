@@ -235,9 +235,15 @@ def renew_ocsp_responders(app: Kyso) -> list[str]:
             if responders.ensure(ca, now, actor=lifecycle.ACTOR) is not None]
 
 
+class DailyJobBusy(StateConflict):
+    """Another process is running the daily job."""
+
+    code = "job_busy"
+
+
 @contextlib.contextmanager
 def daily_lease(app: Kyso) -> Iterator[None]:
-    """Hold the daily job's lease for the block; StateConflict (naming the holder) while
+    """Hold the daily job's lease for the block; DailyJobBusy (naming the holder) while
     another process has it."""
     me = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     now = datetime.now(UTC)
@@ -245,7 +251,7 @@ def daily_lease(app: Kyso) -> Iterator[None]:
         other = store.take_lease(s, DAILY_LEASE, me, now, now + DAILY_LEASE_TIME)
     if other is not None:
         holder, until = other
-        raise StateConflict(f"the daily job is running in another process ({holder}) until "
+        raise DailyJobBusy(f"the daily job is running in another process ({holder}) until "
                             f"it ends, or at the latest {until:%Y-%m-%d %H:%M} UTC")
     try:
         yield
@@ -258,7 +264,7 @@ def run_daily(app: Kyso, *, now: datetime | None = None, ocsp: bool = True,
               deliver: bool = True) -> tuple[lifecycle.DailyReport, DeliveryReport | None]:
     """The daily job: expiry warnings queued, the TSA certificate (and with `ocsp` the OCSP
     responder certificates) renewed when due, then the outbox delivered (with `deliver`).
-    StateConflict while another process runs it (`daily_lease`)."""
+    DailyJobBusy while another process runs it (`daily_lease`)."""
     with daily_lease(app):
         report = _daily(app, now, ocsp)
     delivery = mailer(app).deliver_due() if deliver else None
@@ -288,6 +294,6 @@ def background_job(app: Kyso) -> None:
                     due = lifecycle.daily_due(s, now)
                 if due:
                     _daily(app, now, ocsp=False)
-        except StateConflict as exc:
+        except DailyJobBusy as exc:
             log.debug("daily job not run here: %s", exc)
     mailer(app).deliver_due()
