@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 __all__ = ["HEADER", "BatchReport", "BatchSummary", "BatchView", "ItemView", "MappingRejected",
            "MappingRow", "Plan", "PlanItem", "PlanNote", "RowProblem", "batch_tag",
            "complete_rekey", "dry_run", "known_organizations", "list_batches",
-           "mapping_sha256", "parse_mapping", "plan", "run", "show", "start"]
+           "mapping_sha256", "parse_mapping", "plan", "retry", "run", "show", "start"]
 
 
 @dataclass(frozen=True)
@@ -619,6 +619,39 @@ def _claim(authority: Any, batch_id: int, actor: str, me: str) -> BatchSummary:
                      outcome="started", details={"resumed": resumed, "runner": me},
                      clock=authority.clock)
         return _summary(b)
+
+
+def retry(authority: Any, batch_id: int, *, actor: str) -> int:
+    """Put a batch's failed certificates back to be tried again (after a hold was released,
+    a lint problem fixed...): `pending`, or `waiting` for the official's PIN in a --rekey
+    batch; then `run` (or each official's rekey) does them. Returns how many; InvalidRequest
+    if none failed, StateConflict while the batch runs or if one of them is in another
+    unfinished batch now. Audited `reorg.retry`."""
+    now = authority.clock()
+    with authority.sessions.begin() as s:
+        b = store.get_reorg_batch(s, batch_id, for_update=True)
+        if b.status == "running" and _runner_alive(b.runner, b.heartbeat_at, now):
+            raise StateConflict(f"batch {batch_id} is being run by another process "
+                                f"({b.runner}); retry it when that run ends")
+        failed = store.reorg_items(s, batch_id, statuses=("failed",))
+        if not failed:
+            raise InvalidRequest(f"batch {batch_id} has no failed certificate to retry")
+        busy = store.open_reorg_items_for(s, [it.old_serial for it in failed],
+                                          except_batch=batch_id)
+        if busy:
+            shown = ", ".join(f"{serial} (batch {other})" for serial, other in busy[:5])
+            raise StateConflict(f"{len(busy)} of its failed certificate(s) are in another "
+                                f"unfinished batch now: {shown}")
+        store.update_reorg_items(s, [
+            {"id": it.id, "status": "waiting" if b.rekey else "pending", "error": None,
+             "updated_at": now} for it in failed])
+        b.status = "waiting" if b.rekey else "planned"  # to be run again
+        b.failed, b.finished_at, b.runner, b.error = 0, None, None, None
+        audit.record(s, actor=actor, action="reorg.retry", obj=f"batch:{batch_id}",
+                     details={"items": len(failed),
+                              "errors": sorted({(it.error or "")[:200] for it in failed})[:10]},
+                     clock=authority.clock)
+        return len(failed)
 
 
 @dataclass

@@ -304,7 +304,7 @@ def _echo_batch(view: reorg.BatchView, *, subjects: bool = True) -> None:
 
 @lifecycle_group.group("batch")
 def batch_group() -> None:
-    """Reorganization batches: list, show, complete a rekey."""
+    """Reorganization batches: list, show, retry the failed, complete a rekey."""
 
 
 @batch_group.command("show")
@@ -355,3 +355,33 @@ def batch_rekey(ctx: Context, batch_id: int, official_id: int, pin_file: Path | 
                                    actor=cli_actor())
     for serial in serials:
         click.echo(serial)
+
+
+@batch_group.command("retry")
+@click.argument("batch_id", type=int)
+@click.option("--chunk-size", type=click.IntRange(min=1, max=1000), default=100,
+              show_default=True, help="Certificates per step (one transaction each).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@handle_errors
+def batch_retry(ctx: Context, batch_id: int, chunk_size: int, as_json: bool) -> None:
+    """Try a batch's failed certificates again (after releasing a hold, fixing what the lint
+    refused...): they are reissued and the old ones revoked as in --apply; in a --rekey
+    batch they wait for each official's PIN again. Those that fail again stay failed
+    (exit 1)."""
+    app = ctx.kyso
+    count = reorg.retry(app.authority, batch_id, actor=cli_actor())
+    click.echo(f"batch {batch_id}: {count} failed certificate(s) to try again", err=as_json)
+    sys.stdout.flush()
+    if not reorg.show(app.authority, batch_id).batch.rekey:
+        _run_with_progress(app, batch_id, chunk_size, quiet=as_json)
+    view = reorg.show(app.authority, batch_id)
+    if as_json:
+        click.echo(json.dumps(view.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        _echo_batch(view, subjects=False)
+        if view.batch.status == "waiting":
+            click.echo("the new keys need each official's PIN: kyso lifecycle batch rekey "
+                       f"{batch_id} --official N --pin-file F", err=True)
+    if view.batch.failed:
+        raise SystemExit(1)

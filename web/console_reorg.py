@@ -23,7 +23,14 @@ from flask_babel import gettext, lazy_gettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ca import reorg
-from ca.errors import CAError, MappingRejected, NotFound, RowProblem, StateConflict
+from ca.errors import (
+    CAError,
+    InvalidRequest,
+    MappingRejected,
+    NotFound,
+    RowProblem,
+    StateConflict,
+)
 from web import get_kyso
 from web.auth import current_account, login_required
 from web.console import reason_label, requests_url, when
@@ -350,4 +357,23 @@ def resume(batch_id: str) -> Response:
             "This batch has nothing left to run (%(status)s).",
             status=batch_status_label(summary.status)))
     _launch(number, _actor())
+    return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
+
+
+@bp.post("/<batch_id>/retry")
+@login_required("operator")
+def retry(batch_id: str) -> Response:
+    """The batch's failed certificates tried again (run here; in a --rekey batch they wait
+    for their officials' PINs again)."""
+    number = _batch_no(batch_id)
+    if running_here(number):  # already going: its page shows it
+        return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
+    actor = _actor()
+    try:
+        reorg.retry(get_kyso().authority, number, actor=actor)
+    except (InvalidRequest, StateConflict) as exc:
+        return error_response(409, exc.code, gettext(
+            "There is nothing to retry in this batch now (%(detail)s).", detail=exc.message))
+    if not reorg.show(get_kyso().authority, number).batch.rekey:
+        _launch(number, actor)
     return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))

@@ -522,6 +522,39 @@ def test_two_starts_of_one_mapping_at_once_make_one_batch(app, ca_name, monkeypa
     assert reorg.show(app.authority, batches[0].id).batch.total == 3
 
 
+def test_failed_certificates_are_retried_once_the_cause_is_fixed(app, ca_name, tmp_path):
+    a = app.authority
+    pop = populate(a, ca_name, organizations=1, per_organization=3)
+    text = mapping([(pop.organizations[0], "", "", "", "Phòng Nội vụ", "", TODAY)])
+    batch_id = reorg.start(a, text, actor="test")
+    held = pop.serials[pop.organizations[0]][0]
+    a.hold(held, actor="test")  # suspended after the plan: this one cannot be reissued
+    report = reorg.run(a, batch_id, actor="test")
+    assert report.batch.status == "done" and report.batch.failed == 1
+    [failed] = [i for i in reorg.show(a, batch_id).items if i.status == "failed"]
+    assert failed.old_serial == held and "hold" in (failed.error or "")
+    with pytest.raises(StateConflict, match="already applied"):  # the mapping is done
+        reorg.start(a, text, actor="test")
+
+    a.release(held, actor="test")
+    config = write_config(app.settings, tmp_path / "kyso.toml")
+    proc = run_kyso(config, "lifecycle", "batch", "retry", str(batch_id), "--json")
+    view = json.loads(proc.stdout)
+    assert view["status"] == "done" and view["done"] == 3 and view["failed"] == 0
+    [item] = [i for i in view["items"] if i["old_serial"] == held]
+    assert item["status"] == "done" and item["error"] is None
+    [new] = successors(a, [a.certificate(held).id])
+    assert new.serial == item["new_serial"] and new.status == "valid"
+    assert "OU=Phòng Nội vụ" in new.subject
+    assert a.certificate(held).status == "revoked"
+    with app.readers() as s:  # one notice per certificate, the retried one included
+        notices = s.scalars(select(MailOutboxRecord).where(
+            MailOutboxRecord.ref == f"batch:{batch_id}")).all()
+    assert len(notices) == 3
+    again = run_kyso(config, "lifecycle", "batch", "retry", str(batch_id), expect=1)
+    assert "no failed certificate to retry" in again.stderr
+
+
 def test_a_batch_runs_in_one_process_at_a_time(app, ca_name):
     import socket
 

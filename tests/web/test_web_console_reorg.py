@@ -320,8 +320,9 @@ def test_unknown_batches_are_404(client: FlaskClient, operator: Account) -> None
     for batch in ("987654321", "abc", "1" * 40, "-1"):
         assert client.get(f"/console/reorg/{batch}").status_code == 404, batch
         assert client.get(f"/console/reorg/{batch}/progress.json").status_code == 404, batch
-        assert client.post(f"/console/reorg/{batch}/resume",
-                           data={"csrf_token": token}).status_code == 404, batch
+        for action in ("resume", "retry"):
+            assert client.post(f"/console/reorg/{batch}/{action}",
+                               data={"csrf_token": token}).status_code == 404, batch
     got = client.get("/console/reorg/987654321/progress.json",
                      headers={"Accept": "application/json"})
     assert got.get_json()["error"]["code"] == "batch_not_found"
@@ -341,6 +342,30 @@ def test_an_interrupted_batch_is_resumed_from_its_page(
     assert all(_status(kyso_app, s)[0] == "revoked" for s in small.serials)
     page = client.get(f"/console/reorg/{batch_id}").get_data(as_text=True)
     assert 'id="reorg-resume"' not in page
+
+
+def test_failed_certificates_are_retried_from_the_batch_page(
+        client: FlaskClient, operator: Account, kyso_app: Any, small: Reorg) -> None:
+    authority = kyso_app.authority
+    batch_id = reorg.start(authority, small.mapping, actor="test")
+    held = small.serials[0]
+    authority.hold(held, actor="test")  # suspended after the plan: it fails
+    assert reorg.run(authority, batch_id, actor="test").batch.failed == 1
+    page = client.get(f"/console/reorg/{batch_id}?lang=en").get_data(as_text=True)
+    assert 'id="reorg-retry"' in page and 'id="reorg-resume"' not in page
+    authority.release(held, actor="test")
+    token = csrf(client, f"/console/reorg/{batch_id}")
+    got = client.post(f"/console/reorg/{batch_id}/retry", data={"csrf_token": token})
+    assert got.status_code == 303 and got.headers["Location"].endswith(f"/{batch_id}")
+    progress = _wait_done(client, batch_id)
+    assert progress["status"] == "done" and progress["failed"] == 0
+    assert progress["done"] == len(small.serials)
+    assert _status(kyso_app, held)[0] == "revoked"
+    page = client.get(f"/console/reorg/{batch_id}").get_data(as_text=True)
+    assert 'id="reorg-retry"' not in page
+    nothing = client.post(f"/console/reorg/{batch_id}/retry", data={"csrf_token": token})
+    assert nothing.status_code == 409
+    assert client.post(f"/console/reorg/{batch_id}/retry").status_code == 400  # CSRF
 
 
 def test_static_script_is_served(app: Flask) -> None:

@@ -48,7 +48,7 @@ ACCESS: dict[str, str | tuple[str, ...]] = {
     **{f"requests.{e}": ("operator",) for e in ("console", "approve", "reject", "new_form",
                                                  "new")},
     **{f"reorg.{e}": ("operator",) for e in ("index", "dry_run", "apply", "batch", "progress",
-                                              "resume")},
+                                              "resume", "retry")},
     # Auditors and administrators.
     **{f"audit.{e}": ("auditor",) for e in ("log", "verify", "export_csv")},
     **{f"admin.{e}": ("admin",) for e in (
