@@ -85,7 +85,8 @@ log = logging.getLogger(__name__)
 __all__ = ["HEADER", "BatchReport", "BatchSummary", "BatchView", "ItemView", "MappingRejected",
            "MappingRow", "Plan", "PlanItem", "PlanNote", "RowProblem", "batch_tag",
            "complete_rekey", "dry_run", "known_organizations", "list_batches",
-           "mapping_sha256", "parse_mapping", "plan", "retry", "run", "show", "start"]
+           "mapping_sha256", "parse_mapping", "plan", "retry", "run", "show", "start",
+           "summary"]
 
 
 @dataclass(frozen=True)
@@ -988,6 +989,12 @@ def show(source: Any, batch_id: int) -> BatchView:
         return _show(source, batch_id)
     with source.readers() as s:
         return _show(s, batch_id)
+
+
+def summary(authority: Any, batch_id: int) -> BatchSummary:
+    """A batch's status and counts only (no items: what a progress poll needs)."""
+    with authority.readers() as s:
+        return _summary(store.get_reorg_batch(s, batch_id))
 
 
 def _show(s: Session, batch_id: int) -> BatchView:

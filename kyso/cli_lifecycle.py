@@ -373,7 +373,7 @@ def batch_retry(ctx: Context, batch_id: int, chunk_size: int, as_json: bool) -> 
     count = reorg.retry(app.authority, batch_id, actor=cli_actor())
     click.echo(f"batch {batch_id}: {count} failed certificate(s) to try again", err=as_json)
     sys.stdout.flush()
-    if not reorg.show(app.authority, batch_id).batch.rekey:
+    if not reorg.summary(app.authority, batch_id).rekey:
         _run_with_progress(app, batch_id, chunk_size, quiet=as_json)
     view = reorg.show(app.authority, batch_id)
     if as_json:

@@ -339,7 +339,7 @@ def batch(batch_id: str) -> Response:
 @bp.get("/<batch_id>/progress.json")
 @login_required("operator")
 def progress(batch_id: str) -> Response:
-    summary = reorg.show(get_kyso().authority, _batch_no(batch_id)).batch
+    summary = reorg.summary(get_kyso().authority, _batch_no(batch_id))
     response = cast(Response, jsonify(_progress(summary)))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -349,7 +349,7 @@ def progress(batch_id: str) -> Response:
 @login_required("operator")
 def resume(batch_id: str) -> Response:
     number = _batch_no(batch_id)
-    summary = reorg.show(get_kyso().authority, number).batch
+    summary = reorg.summary(get_kyso().authority, number)
     if running_here(number):  # already going: its page shows it
         return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
     if not _resumable(summary):
@@ -374,6 +374,6 @@ def retry(batch_id: str) -> Response:
     except (InvalidRequest, StateConflict) as exc:
         return error_response(409, exc.code, gettext(
             "There is nothing to retry in this batch now (%(detail)s).", detail=exc.message))
-    if not reorg.show(get_kyso().authority, number).batch.rekey:
+    if not reorg.summary(get_kyso().authority, number).rekey:
         _launch(number, actor)
     return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
