@@ -399,8 +399,8 @@ def _left_by_interruption(authority: Authority, plan: Reissue, *, since: datetim
         ours = [c for c in store.certificate_successors(s, old.id)
                 if c.created_at >= since and c.subject == subject and c.spki_sha256 == spki]
         ca_name = store.get_ca_by_id(s, old.ca_id).name
-    signed = [c for c in ours if c.status != "pending" and c.cert_der is not None
-              and c.status != "failed"]
+    # In use (a certificate someone revoked meanwhile is not adopted: a new one is issued).
+    signed = [c for c in ours if c.status in ("valid", "hold") and c.cert_der is not None]
     if signed:
         c = signed[-1]
         return IssuedCertificate(

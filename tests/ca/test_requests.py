@@ -393,7 +393,7 @@ def _die(*args: object, **kwargs: object) -> None:
 
 
 @pytest.mark.parametrize("dies", ["before issuing", "after reserving", "after issuing",
-                                  "before revoking"])
+                                  "after issuing, that one revoked since", "before revoking"])
 def test_an_interrupted_approval_is_resumed_by_approving_again(kyso_app, monkeypatch, dies):
     authority = kyso_app.authority
     official_id, serial = _add(authority, f"Trương Thị Thu ({dies})")
@@ -412,6 +412,7 @@ def test_an_interrupted_approval_is_resumed_by_approving_again(kyso_app, monkeyp
     target, replacement = {"before issuing": ("issue", _die),
                            "after reserving": ("_sign", _die),  # HSM never signed
                            "after issuing": ("issue", issue_then_die),
+                           "after issuing, that one revoked since": ("issue", issue_then_die),
                            "before revoking": ("revoke", _die)}[dies]
     monkeypatch.setattr(authority, target, replacement)
     with pytest.raises(Killed):
@@ -430,6 +431,11 @@ def test_an_interrupted_approval_is_resumed_by_approving_again(kyso_app, monkeyp
             rec = store.get_official_request(s, filed.id, for_update=True)
             rec.decided_at -= requests.STALE_CLAIM + timedelta(seconds=1)
         assert requests.get(authority, filed.id).interrupted(authority.clock())
+    if dies == "after issuing, that one revoked since":  # not adopted: a new one is issued
+        with kyso_app.readers() as s:
+            [orphan] = store.certificate_successors(s, authority.certificate(serial).id)
+        authority.revoke(orphan.serial, x509.ReasonFlags.cessation_of_operation,
+                         actor=OPERATOR)
 
     done = requests.approve(authority, filed.id, actor=OPERATOR)
     assert done.status == "approved" and done.new_serial
@@ -440,8 +446,9 @@ def test_an_interrupted_approval_is_resumed_by_approving_again(kyso_app, monkeyp
         after = store.certificate_successors(s, old.id)
     # Exactly one new certificate, whatever the interruption left.
     assert [c.serial for c in after if c.status == "valid"] == [done.new_serial]
-    assert [c.status for c in after] == (["failed", "valid"] if dies == "after reserving"
-                                         else ["valid"])
+    assert [c.status for c in after] == {"after reserving": ["failed", "valid"],
+                                         "after issuing, that one revoked since":
+                                             ["revoked", "valid"]}.get(dies, ["valid"])
     assert len(_mails(kyso_app, f"request:{filed.id}")) == 1
     with pytest.raises(RequestDecided):
         requests.approve(authority, filed.id, actor=OPERATOR)
