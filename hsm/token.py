@@ -27,6 +27,7 @@ from hsm._cryptoki import (
     CKR_PIN_INCORRECT,
     CKR_PIN_LOCKED,
     CKR_USER_ALREADY_LOGGED_IN,
+    CKR_USER_PIN_NOT_INITIALIZED,
     Cryptoki,
 )
 from hsm.errors import (
@@ -43,6 +44,7 @@ from hsm.keyspec import KeySpec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Secret = str | Callable[[], str]
+LOGIN_ATTEMPTS = 5  # C_Login answering "PIN not initialized" transiently (see _open_session)
 
 # Errors after which a session (or the whole library) is presumed dead: replace and retry once.
 _DEAD = (
@@ -255,8 +257,14 @@ class Token:
             raise _to_hsm_error(exc) from None
         # Log in through ctypes: python-pkcs11 would leak the session on "already logged in"
         # and its close() would C_Logout every session of the process.
-        with self._lib.call_lock:
-            rv = self._lib.raw.login_user(session.handle, _reveal(self._pin))
+        for attempt in range(LOGIN_ATTEMPTS):
+            with self._lib.call_lock:
+                rv = self._lib.raw.login_user(session.handle, _reveal(self._pin))
+            if rv != CKR_USER_PIN_NOT_INITIALIZED:
+                break
+            # SoftHSM2 answers this while another process rewrites the token's file (it read
+            # half a file): the token is fine a moment later.
+            time.sleep(0.05 * (attempt + 1))
         if rv in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
             return _PooledSession(session, generation)
         with contextlib.suppress(pkcs11.PKCS11Error):
