@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ca import audit
+from ca import audit, store
 from ca.errors import InvalidRequest, NotFound, StateConflict
 from ca.models import MailOutboxRecord
 
@@ -83,10 +83,7 @@ def enqueue(session: Session, *, to: str, subject: str, body: str, kind: str,
     `batch:<id>`. InvalidRequest for an unusable address, subject or body."""
     check_message(to, subject, body, kind, ref, dedupe_key)
     now = now or datetime.now(UTC)
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = store.insert_on_conflict(session)
     # ON CONFLICT DO NOTHING: two processes queueing the same notice at once never fail.
     stmt = (dialect_insert(MailOutboxRecord)
             .values(recipient=to, subject=subject, body=body, kind=kind, ref=ref,

@@ -27,6 +27,17 @@ _REQUESTS = CertRequestRecord.__table__
 _AUDIT = AuditEventRecord.__table__
 
 
+def insert_on_conflict(bind: Session | Connection) -> Any:
+    """The `insert` of the database in use, the one with ON CONFLICT DO NOTHING / DO UPDATE
+    (PostgreSQL's or SQLite's)."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
 @dataclass(frozen=True)
 class Reservation:
     """Everything stored before the HSM signs: the request, the serial, the lint certificate."""
@@ -384,10 +395,7 @@ def ocsp_store_responses(conn: Connection, rows: Sequence[dict[str, Any]]) -> No
     if not rows:
         return
     responses, _ = _ocsp_tables()
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = insert_on_conflict(conn)
     stmt = dialect_insert(responses)
     stmt = stmt.on_conflict_do_update(
         index_elements=["ca_id", "serial", "hash_algorithm"],
@@ -1030,10 +1038,7 @@ def queue_mails(session: Session, rows: Sequence[dict[str, Any]], now: datetime)
 
     if not rows:
         return {}
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = insert_on_conflict(session)
     table = MailOutboxRecord.__table__
     out: dict[str, int] = {}
     for part in _chunks(list(rows)):
@@ -1067,10 +1072,7 @@ def take_lease(session: Session, name: str, holder: str, now: datetime,
 
     from ca.models import JobLeaseRecord
 
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    dialect_insert = insert_on_conflict(session)
     table = JobLeaseRecord.__table__
     session.execute(dialect_insert(table).values(name=name, holder=None, until=None)
                     .on_conflict_do_nothing(index_elements=["name"]))
