@@ -6,14 +6,20 @@ import json
 import secrets
 import sys
 
+import pkcs11
+from pkcs11 import Attribute, KeyType
+
+from hsm._storelock import store_lock
+from hsm.token import _WRAPPING_KEY_TEMPLATE
+
 
 def main() -> int:
-    import pkcs11
-    from pkcs11 import Attribute, KeyType
-
-    from hsm.token import _WRAPPING_KEY_TEMPLATE
-
     request = json.loads(sys.stdin.read())
+    with store_lock(request["module"]):  # it writes the token's files: see hsm/_storelock.py
+        return _create_trusted_key(request)
+
+
+def _create_trusted_key(request: dict[str, str]) -> int:
     try:
         lib = pkcs11.lib(request["module"])
         token = lib.get_token(token_label=request["token"])

@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from hsm._storelock import store_lock
 from hsm.errors import HsmError
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -60,13 +61,14 @@ def create_softhsm_token(
     env = result.env()
     if label in _token_labels(env):
         return result
-    proc = subprocess.run(
-        [
-            "softhsm2-util", "--init-token", "--free", "--label", label,
-            "--so-pin", so_pin, "--pin", user_pin,
-        ],
-        env=env, capture_output=True, text=True, check=False,
-    )
+    with store_lock(module, str(conf)):  # other processes may be reading the token directory
+        proc = subprocess.run(
+            [
+                "softhsm2-util", "--init-token", "--free", "--label", label,
+                "--so-pin", so_pin, "--pin", user_pin,
+            ],
+            env=env, capture_output=True, text=True, check=False,
+        )
     if proc.returncode != 0:
         # softhsm2-util does not echo PINs, but scrub anyway before surfacing its output.
         detail = (proc.stderr or proc.stdout).strip()

@@ -30,6 +30,7 @@ from hsm._cryptoki import (
     CKR_USER_PIN_NOT_INITIALIZED,
     Cryptoki,
 )
+from hsm._storelock import store_lock
 from hsm.errors import (
     HsmError,
     HsmPinIncorrect,
@@ -124,7 +125,8 @@ class _Library:
         self.pid = os.getpid()
 
     def reinitialize(self, seen_generation: int) -> None:
-        with _LIBS_LOCK:
+        # Lock order everywhere: the token store's lock, then _LIBS_LOCK.
+        with store_lock(self.path), _LIBS_LOCK:
             if self.generation == seen_generation:  # another Token may have done it already
                 self._reinit()
 
@@ -142,7 +144,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _library(path: str) -> _Library:
-    with _LIBS_LOCK:
+    with store_lock(path), _LIBS_LOCK:  # C_Initialize reads every token's files
         lib = _LIBS.get(path)
         if lib is None:
             lib = _LIBS[path] = _Library(path)
@@ -244,6 +246,12 @@ class Token:
         return tokens[0]
 
     def _open_session(self) -> _PooledSession:
+        # Listing tokens and logging in read the token's files, and a login rewrites one:
+        # another process doing the same at that instant would read half of it.
+        with store_lock(self.module):
+            return self._open_session_locked()
+
+    def _open_session_locked(self) -> _PooledSession:
         generation = self._lib.generation
         try:
             if self._p11_token is None:
@@ -262,8 +270,9 @@ class Token:
                 rv = self._lib.raw.login_user(session.handle, _reveal(self._pin))
             if rv != CKR_USER_PIN_NOT_INITIALIZED:
                 break
-            # SoftHSM2 answers this while another process rewrites the token's file (it read
-            # half a file): the token is fine a moment later.
+            # SoftHSM2 answers this while a process that does not take our store lock (an
+            # operator's softhsm2-util or pkcs11-tool) rewrites the token's file: the token is
+            # fine a moment later.
             time.sleep(0.05 * (attempt + 1))
         if rv in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
             return _PooledSession(session, generation)
@@ -335,13 +344,18 @@ class Token:
         if _not_initialized(exc):
             self._lib.reinitialize(ps.generation)
 
-    def _run(self, op: Callable[[_PooledSession], T]) -> T:
-        """Run ``op`` on a pooled session; on a dead session replace it and retry once."""
+    def _run(self, op: Callable[[_PooledSession], T], *, writes_token: bool = False) -> T:
+        """Run ``op`` on a pooled session; on a dead session replace it and retry once.
+
+        ``writes_token``: ``op`` creates token objects, so it holds the store lock (see
+        hsm/_storelock.py). Locks are always taken in this order: a pool slot, the store lock,
+        the call lock."""
         last: BaseException | None = None
         for _attempt in range(2):
             ps = self._acquire()
             try:
-                with self._lib.call_lock:
+                with (store_lock(self.module) if writes_token else contextlib.nullcontext()), \
+                        self._lib.call_lock:
                     result = op(ps)
             except pkcs11.PKCS11Error as exc:
                 if _is_dead(exc):
@@ -541,7 +555,7 @@ class Token:
             return self._wrap_key_object(private, public, self._token_signer(kid))
 
         with self._gen_lock:  # check-then-create must not race within this process
-            return self._run(op)
+            return self._run(op, writes_token=True)
 
     # ---- wrapped (official) keys ----------------------------------------------------------
 
@@ -582,7 +596,7 @@ class Token:
                     template={**_WRAPPING_KEY_TEMPLATE, Attribute.PRIVATE: True},
                 )
 
-            self._run(create)
+            self._run(create, writes_token=True)
 
     def _create_trusted_wrapping_key(self, label: str) -> None:
         # The SO must log in, but PKCS#11 login state is per application and our sessions are
@@ -800,7 +814,8 @@ def token_present(module: str, token_label: str) -> bool:
     """Whether a token with this label is in a slot of the module (no login, no session)."""
     try:
         lib = _library(module)
-        return bool(list(lib.lib.get_tokens(token_label=token_label)))
+        with store_lock(module):
+            return bool(list(lib.lib.get_tokens(token_label=token_label)))
     except pkcs11.PKCS11Error as exc:
         raise TokenUnavailable(f"cannot list HSM tokens ({type(exc).__name__})") from exc
 
@@ -813,6 +828,11 @@ def init_user_pin(module: str, token_label: str, so_pin: Secret, new_pin: Secret
     must hold no logged-in session on that token (true before a ceremony opens it).
     """
     lib = _library(module)
+    with store_lock(module):  # an SO login and C_InitPIN rewrite the token file
+        _init_user_pin(lib, token_label, so_pin, new_pin)
+
+
+def _init_user_pin(lib: _Library, token_label: str, so_pin: Secret, new_pin: Secret) -> None:
     try:
         tokens = list(lib.lib.get_tokens(token_label=token_label))
         if not tokens:
