@@ -62,7 +62,8 @@ def setup(directory: Path, size: int) -> Path:
         (ca_id,) = conn.execute("SELECT id FROM cas WHERE name = 'issuing'").fetchone()
         base = int.from_bytes(os.urandom(15), "big") | (1 << 120)
         rows = (
-            (format(base + i, "x"), ca_id, "official-signing", "CN=bench", "ec-p256", "0" * 64,
+            (format(base + i, "x"), ca_id, "official-signing", "CN=bench", "cn=bench", "",
+             "ec-p256", "0" * 64,
              "revoked", (now - timedelta(days=400)).strftime(fmt),
              (now + timedelta(days=300)).strftime(fmt),
              (now - timedelta(seconds=i % 86400)).strftime(fmt), reasons[i % len(reasons)],
@@ -70,9 +71,10 @@ def setup(directory: Path, size: int) -> Path:
             for i in range(size)
         )
         conn.executemany(
-            "INSERT INTO certificates (serial, ca_id, profile, subject, key_spec, spki_sha256, "
-            "status, not_before, not_after, revoked_at, revocation_reason, created_at, "
-            "status_changed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            "INSERT INTO certificates (serial, ca_id, profile, subject, subject_folded, "
+            "organization_folded, key_spec, spki_sha256, status, not_before, not_after, "
+            "revoked_at, revocation_reason, created_at, status_changed_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.commit()
     return config
 

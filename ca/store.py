@@ -20,6 +20,7 @@ from ca.models import (
     OfficialKeyRecord,
     OfficialRecord,
     OfficialRequestRecord,
+    search_fold,
 )
 
 _CERTS = CertificateRecord.__table__
@@ -500,12 +501,10 @@ def activate_official_key(session: Session, official_id: int, key_id: int) -> No
 
 
 # -- the operators' console: searching certificates and officials, dashboard counts --------
-# Case-insensitive text search: SQLite's LIKE and lower() fold ASCII letters only, and
-# PostgreSQL's ILIKE folds what the database's collation knows (only ASCII under "C"). So the
-# text is also matched as typed, lower case, upper case, Title Case and Capitalized: a query
-# "ủy ban" then finds "Ủy ban" / "ỦY BAN" on both. A mixed spelling ("ủY bAN") or a query
-# without diacritics ("nguyen" for "Nguyễn") is not found. Substring search scans the table;
-# beyond some hundred thousand rows it wants a trigram index (pg_trgm) on PostgreSQL.
+# Text search compares search_fold(query) with the *_folded columns kept at write time, so it
+# ignores case and tones on both databases: "nguyen van kiem", "NGUYỄN VĂN KIỂM" and "Nguyễn
+# Văn Kiểm" all find "Nguyễn Văn Kiểm". Substring search scans the table; beyond some hundred
+# thousand rows it wants a trigram index (pg_trgm) on the folded columns on PostgreSQL.
 
 CONSOLE_STATUSES = ("valid", "hold", "revoked", "expired")
 
@@ -552,21 +551,13 @@ class OfficialListing:
     valid_certificates: int
 
 
-def _like_variants(text: str) -> list[str]:
-    import unicodedata
-
-    typed = unicodedata.normalize("NFC", text.strip())
-    escaped = [v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-               for v in (typed, typed.lower(), typed.upper(), typed.title(),
-                         typed.capitalize())]
-    return [f"%{v}%" for v in dict.fromkeys(escaped)]
-
-
 def _text_match(columns: Sequence[Any], text: str) -> Any:
+    """Any of these *_folded columns contains the folded text."""
     from sqlalchemy import or_
 
-    return or_(*(col.ilike(pattern, escape="\\")
-                 for col in columns for pattern in _like_variants(text)))
+    folded = search_fold(text.strip())
+    pattern = "%" + folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(*(col.like(pattern, escape="\\") for col in columns))
 
 
 def _serial_prefix(text: str) -> str | None:
@@ -600,7 +591,7 @@ def search_certificates(
     c = CertificateRecord
     conditions: list[Any] = []
     if text:
-        matches = [_text_match([c.subject, OfficialRecord.name], text)]
+        matches = [_text_match([c.subject_folded, OfficialRecord.name_folded], text)]
         prefix = _serial_prefix(text)
         if prefix is not None:
             # A range, not LIKE: the unique index on serial serves it on both databases.
@@ -613,7 +604,7 @@ def search_certificates(
     elif status is not None:
         conditions.append(c.status == status)
     if organization:
-        conditions.append(_text_match([c.organization], organization))
+        conditions.append(_text_match([c.organization_folded], organization))
     if expiring_before is not None:
         conditions += [c.status == "valid", c.not_after > now, c.not_after <= expiring_before]
     if official_id is not None:
@@ -684,9 +675,9 @@ def search_officials(
     o, c = OfficialRecord, CertificateRecord
     conditions: list[Any] = []
     if text:
-        conditions.append(_text_match([o.name, o.email], text))
+        conditions.append(_text_match([o.name_folded], text))
     if organization:
-        conditions.append(_text_match([o.organization], organization))
+        conditions.append(_text_match([o.organization_folded], organization))
     total = int(session.scalar(select(func.count()).select_from(o).where(*conditions)) or 0)
     counts = (
         select(c.official_id.label("official_id"), func.count().label("n"),

@@ -102,3 +102,38 @@ def test_missing_pin_says_where_to_put_it(tmp_path, monkeypatch):
     settings = load_settings(None, environ={})
     with pytest.raises(SettingsError, match="KYSO_HSM_PIN"):
         settings.hsm.user_pin()
+
+
+def test_migration_0012_folds_the_rows_already_there(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from ca.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0011")
+    engine = create_engine(url)
+    at = "2026-01-01 00:00:00.000000"
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO cas (id, name, kind, key_label, key_spec, subject, serial, cert_der, "
+            "not_before, not_after, status, created_at) VALUES (1, 'issuing', 'issuing', 'k', "
+            "'ec-p256', 'CN=CA', '01', x'00', :at, :at, 'active', :at)"), {"at": at})
+        conn.execute(text(
+            "INSERT INTO officials (id, name, organization, email, failed_pin_attempts, locked, "
+            "created_at) VALUES (1, 'Đỗ Thị Ngọc Ánh', 'Ủy ban nhân dân phường Bến Thành', "
+            "'Anh.Do@benthanh.hochiminhcity.gov.vn', 0, 0, :at)"), {"at": at})
+        conn.execute(text(
+            "INSERT INTO certificates (serial, ca_id, profile, subject, organization, key_spec, "
+            "spki_sha256, status, not_before, not_after, created_at) VALUES ('0a', 1, "
+            "'official-signing', 'CN=Đỗ Thị Ngọc Ánh,O=Ủy ban nhân dân phường Bến Thành', "
+            "NULL, 'ec-p256', 'ab', 'valid', :at, :at, :at)"), {"at": at})
+    command.upgrade(alembic_config(url), "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name_folded, organization_folded FROM officials")
+                            ).one() == ("do thi ngoc anh anh.do@benthanh.hochiminhcity.gov.vn",
+                                        "uy ban nhan dan phuong ben thanh")
+        assert conn.execute(text("SELECT subject_folded, organization_folded FROM certificates")
+                            ).one() == ("cn=do thi ngoc anh,o=uy ban nhan dan phuong ben thanh",
+                                        "")
+    engine.dispose()

@@ -615,3 +615,21 @@ def test_an_interrupted_rekey_is_completed_without_a_second_key(app, ca_name, mo
     assert new.official_key_id == keys[1].id and len(successors_) == 1
     assert a.certificate(person.certificate.serial).status == "revoked"
     assert reorg.show(a, batch_id).batch.status == "done"
+
+
+def test_renamed_organization_is_found_by_the_console_search_without_tones(app, ca_name):
+    a = app.authority
+    pop = populate(a, ca_name, organizations=1, per_organization=2)
+    [old_org] = pop.organizations
+    new_org = f"Ủy ban nhân dân phường Đa Kao {pop.tag}"
+    batch_id = reorg.start(a, mapping([(old_org, "", "", new_org, "", "", TODAY)]), actor="test")
+    assert reorg.run(a, batch_id, actor="test").batch.done == 2
+    now = datetime.now(UTC)
+    typed = f"uy ban nhan dan PHUONG DA KAO {pop.tag}"
+    with app.readers() as s:
+        officials, total = store.search_officials(s, organization=typed)
+        assert total == 2 and {o.organization for o in officials} == {new_org}
+        certs, total = store.search_certificates(s, now=now, organization=typed)
+        new_serials = {i.new_serial for i in reorg.show(a, batch_id).items}
+        assert total == 2 and {c.serial for c in certs} == new_serials
+        assert store.search_officials(s, organization=old_org)[1] == 0

@@ -244,17 +244,18 @@ def test_a_large_crl_streams_from_the_database(site: tuple[Site, Server],
     (ca_id,) = s.sql("SELECT id FROM cas WHERE name = 'issuing'")[0]
     now = datetime.now(UTC).replace(microsecond=0)
     base = int.from_bytes(os.urandom(8), "big") << 40
-    rows = [(format(base + i, "x"), ca_id, "tls-server", "CN=bulk", "ec-p256", "0" * 64,
-             "revoked", now - timedelta(days=1), now + timedelta(days=300),
+    rows = [(format(base + i, "x"), ca_id, "tls-server", "CN=bulk", "cn=bulk", "", "ec-p256",
+             "0" * 64, "revoked", now - timedelta(days=1), now + timedelta(days=300),
              now - timedelta(hours=1), "superseded", now, now) for i in range(20_000)]
-    columns = ("serial, ca_id, profile, subject, key_spec, spki_sha256, status, not_before, "
-               "not_after, revoked_at, revocation_reason, created_at, status_changed_at")
+    columns = ("serial, ca_id, profile, subject, subject_folded, organization_folded, key_spec, "
+               "spki_sha256, status, not_before, not_after, revoked_at, revocation_reason, "
+               "created_at, status_changed_at")
     if s.database_url is None:
         iso = [tuple(v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
                      for v in r) for r in rows]
         with closing(sqlite3.connect(s.data / "kyso.db", timeout=30)) as conn:
             conn.executemany(f"INSERT INTO certificates ({columns}) VALUES "
-                             f"({', '.join('?' * 13)})", iso)
+                             f"({', '.join('?' * len(rows[0]))})", iso)
             conn.commit()
     else:
         from sqlalchemy import create_engine, text

@@ -166,6 +166,13 @@ def test_search_by_serial_prefix_name_organization(operator: tuple[FlaskClient, 
     by_org = _serials(_page(client, f"/console/certificates?organization=ủy ban nhân dân "
                                     f"phường thử nghiệm {TAG}"))
     assert sorted(by_org) == sorted([data.revoke_serial, data.hold_serial])
+    # Typed without tones (a keyboard without Telex, a name read over the phone), mixed case.
+    assert _serials(_page(client, f"/console/certificates?q=nguyen VAN kiem {TAG}")) == [
+        data.revoke_serial]
+    assert sorted(_serials(_page(client, "/console/certificates?organization=UY BAN nhan dan "
+                                         f"phuong thu nghiem {TAG}"))) == sorted(
+        [data.revoke_serial, data.hold_serial])
+    assert _serials(_page(client, f"/console/certificates?q=nguyen van kiem_ {TAG}")) == []
     page = _page(client, f"/console/certificates?q={data.hold_serial}")
     assert f'<a class="cert-link" href="/console/certificates/{data.hold_serial}">' in page
     assert _serials(_page(client, f"/console/certificates?q=zzz-{TAG}-none")) == []
@@ -366,6 +373,10 @@ def test_officials_list_and_search(operator: tuple[FlaskClient, Account], data: 
     assert f"/console/certificates?official={data.soon_official}" in page
     page = _page(client, f"/console/officials?organization={data.org.lower()}")
     assert page.count("data-official=") == 2
+    page = _page(client, f"/console/officials?q=LE VAN SOM {TAG}")
+    assert f'data-official="{data.soon_official}"' in page
+    page = _page(client, f"/console/officials?organization=so tu phap {TAG}")
+    assert page.count("data-official=") == 2  # Lê Văn Sớm and Phạm Hết Hạn
     _page(client, "/console/officials?q=" + "x" * 300, 400)
     _page(client, "/console/officials?page=abc", 400)
     _page(client, "/console/officials?q=%00", 400)
