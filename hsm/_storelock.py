@@ -33,6 +33,30 @@ log = logging.getLogger(__name__)
 WAIT_SECONDS = 30.0
 
 
+def _open_lock_file(path: str) -> int:
+    """A descriptor to flock ``path`` with, creating it if need be.
+
+    flock needs no write access, so another user's lock file (the web app's service account
+    and an operator running the CLI) is opened read-only. An existing file is opened without
+    O_CREAT: with fs.protected_regular, O_CREAT on another user's file in a sticky /tmp is
+    refused even when a plain open would be allowed."""
+    for flags in (os.O_RDWR, os.O_RDONLY):
+        try:
+            return os.open(path, flags | os.O_CLOEXEC)
+        except PermissionError:
+            continue
+        except FileNotFoundError:
+            break
+    else:
+        raise PermissionError(f"neither readable nor writable: {path}")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:  # another process made it just now
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    os.fchmod(fd, 0o644)  # whatever the umask: every user of the token must be able to open it
+    return fd
+
+
 class _StoreLock:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -44,10 +68,10 @@ class _StoreLock:
     def _file(self) -> int | None:
         if self._fd is None and not self._unusable:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fd = _open_lock_file(self.path)
             except OSError as exc:
-                # Another user's lock file, a read-only /tmp: go on without cross-process
-                # exclusion (threads of this process are still serialised).
+                # A read-only or full $TMPDIR: go on without cross-process exclusion (threads
+                # of this process are still serialised).
                 log.warning("cannot open PKCS#11 lock file %s (%s); logins are not serialised "
                             "with other processes", self.path, exc)
                 self._unusable = True

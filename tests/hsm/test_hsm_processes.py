@@ -6,8 +6,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,3 +74,59 @@ def test_a_stuck_holder_of_the_store_lock_delays_a_login_but_does_not_stop_it(
         assert "held for over" in caplog.text
     finally:
         os.close(holder)
+
+
+CHILD_AS_OTHER_USER = """
+import fcntl, importlib.util, sys
+spec = importlib.util.spec_from_file_location("storelock", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+fd = module._open_lock_file(sys.argv[2])
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("got it")
+except BlockingIOError:
+    print("held elsewhere")
+"""
+
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _python_for_nobody() -> str | None:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return None
+    for python in ("/usr/bin/python3", sys.executable):
+        if subprocess.run([*AS_NOBODY, python, "-c", "pass"], capture_output=True,
+                          timeout=60).returncode == 0:
+            return python
+    return None
+
+
+def test_another_user_shares_the_store_lock(softhsm: SoftHsmToken) -> None:
+    # The web app's service account and an operator's CLI are different users: the second
+    # cannot write the first one's lock file, but must still wait for it.
+    python = _python_for_nobody()
+    if python is None:
+        pytest.skip("needs root, setpriv and a Python that user 'nobody' may run")
+    workdir = Path(tempfile.mkdtemp(prefix="kyso-lock-"))
+    try:
+        workdir.chmod(0o755)
+        copy = workdir / "storelock.py"
+        shutil.copy(_storelock.__file__, copy)
+        copy.chmod(0o644)
+        path = _storelock.lock_path(softhsm.module)
+
+        def other_user() -> str:
+            proc = subprocess.run(
+                [*AS_NOBODY, python, "-c", CHILD_AS_OTHER_USER, str(copy), path],
+                capture_output=True, text=True, timeout=60, cwd=workdir)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout.strip()
+
+        with _storelock.store_lock(softhsm.module):
+            assert os.stat(path).st_uid == 0 and os.stat(path).st_mode & 0o777 == 0o644
+            assert other_user() == "held elsewhere"
+        assert other_user() == "got it"
+    finally:
+        shutil.rmtree(workdir)
