@@ -41,6 +41,8 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_setup import need_commands  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
@@ -179,9 +181,7 @@ def main() -> None:
     if args.hsm_rate_of is not None:  # a child of hsm_rate_parallel
         print(hsm_rate(args.hsm_rate_of, args.hsm_seconds, args.hsm_start_at))
         return
-    for tool in ("ab", "openssl", "nginx"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            raise SystemExit(f"{tool} is missing (apt-get install apache2-utils nginx openssl)")
+    need_commands("ab:apache2-utils", "openssl:openssl", "nginx:nginx")
     has_wrk = shutil.which("wrk") is not None
     n, c = args.requests, args.concurrency
     work = Path(tempfile.mkdtemp(prefix="kyso-ocsp-bench-"))

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/pdf.py [--docs 30] [--cli-runs 100] [--batch 100]
 
-Needs the `pyhanko` command (package pyhanko-cli: `.venv/bin/pip install pyhanko-cli`).
+Needs the `pyhanko` command: installs the project's `bench` extra (pyhanko-cli) when missing.
 
 A fresh demo installation (`kyso init` + `kyso demo setup`, SoftHSM2 token and SQLite in a
 temporary directory) with one P-256 and one RSA-2048 official. Figures are medians, ours
@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_setup import need_bench_extra  # noqa: E402
 
 PIN = "bench-pin-2468"
 
@@ -183,8 +185,7 @@ def main() -> None:
                         help="separate `pyhanko sign` runs")
     parser.add_argument("--batch", type=int, default=100, help="documents in the kyso batch")
     args = parser.parse_args()
-    if shutil.which("pyhanko", path=str(ROOT / ".venv/bin")) is None:
-        raise SystemExit("needs pyhanko-cli: .venv/bin/pip install pyhanko-cli")
+    need_bench_extra("pyhanko")  # pyhanko-cli, the command-line peer
 
     from pdf_samples import make_pdf
 
