@@ -1294,8 +1294,14 @@ class Reissue:
 
     @property
     def revocation_reason(self) -> x509.ReasonFlags:
-        return (x509.ReasonFlags.superseded if self.same_organization
-                else x509.ReasonFlags.affiliation_changed)
+        return reissue_revocation_reason(self.same_organization)
+
+
+def reissue_revocation_reason(same_organization: bool) -> x509.ReasonFlags:
+    """Why a reissued certificate's predecessor is revoked: superseded while the organization
+    stays, affiliationChanged when it changes."""
+    return (x509.ReasonFlags.superseded if same_organization
+            else x509.ReasonFlags.affiliation_changed)
 
 
 def _content_of(cert: x509.Certificate) -> dict[str, str | None]:

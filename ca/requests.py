@@ -13,7 +13,13 @@ from cryptography import x509
 from sqlalchemy.exc import IntegrityError
 
 from ca import audit, lifecycle, store
-from ca.authority import CHANGEABLE_FIELDS, Authority, IssuedCertificate, Reissue
+from ca.authority import (
+    CHANGEABLE_FIELDS,
+    Authority,
+    IssuedCertificate,
+    Reissue,
+    reissue_revocation_reason,
+)
 from ca.errors import (
     ApprovalUnderWay,
     CAError,
@@ -300,9 +306,8 @@ def approve(authority: Authority, request_id: int, *, actor: str,
         if rec.status == "approved" and rec.serial is not None and rec.new_serial is not None:
             old = store.get_certificate(s, rec.serial)
             if old.status in ("valid", "hold"):
-                same = store.get_certificate(s, rec.new_serial).organization == old.organization
-                reason = (x509.ReasonFlags.superseded if same
-                          else x509.ReasonFlags.affiliation_changed)
+                reason = reissue_revocation_reason(
+                    store.get_certificate(s, rec.new_serial).organization == old.organization)
         elif rec.status == "issuing":
             if not _info(rec).interrupted(now):
                 assert rec.decided_at is not None
