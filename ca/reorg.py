@@ -83,7 +83,7 @@ NOTICE_REASONS = {
 log = logging.getLogger(__name__)
 
 __all__ = ["HEADER", "BatchReport", "BatchSummary", "BatchView", "ItemView", "MappingRejected",
-           "MappingRow", "Plan", "PlanItem", "PlanNote", "RowProblem", "batch_tag",
+           "MappingRow", "Plan", "PlanItem", "PlanNote", "Retried", "RowProblem", "batch_tag",
            "complete_rekey", "dry_run", "known_organizations", "list_batches",
            "mapping_sha256", "parse_mapping", "plan", "retry", "run", "show", "start",
            "summary"]
@@ -622,10 +622,19 @@ def _claim(authority: Any, batch_id: int, actor: str, me: str) -> BatchSummary:
         return _summary(b)
 
 
-def retry(authority: Any, batch_id: int, *, actor: str) -> int:
+@dataclass(frozen=True)
+class Retried:
+    """What `retry` put back: how many certificates, and whether they wait for their
+    officials' PINs (a --rekey batch) rather than for `run`."""
+
+    items: int
+    rekey: bool
+
+
+def retry(authority: Any, batch_id: int, *, actor: str) -> Retried:
     """Put a batch's failed certificates back to be tried again (after a hold was released,
     a lint problem fixed...): `pending`, or `waiting` for the official's PIN in a --rekey
-    batch; then `run` (or each official's rekey) does them. Returns how many; InvalidRequest
+    batch; then `run` (or each official's rekey) does them. InvalidRequest
     if none failed, StateConflict while the batch runs or if one of them is in another
     unfinished batch now. Audited `reorg.retry`."""
     now = authority.clock()
@@ -652,7 +661,7 @@ def retry(authority: Any, batch_id: int, *, actor: str) -> int:
                      details={"items": len(failed),
                               "errors": sorted({(it.error or "")[:200] for it in failed})[:10]},
                      clock=authority.clock)
-        return len(failed)
+        return Retried(items=len(failed), rekey=bool(b.rekey))
 
 
 @dataclass

@@ -370,10 +370,11 @@ def batch_retry(ctx: Context, batch_id: int, chunk_size: int, as_json: bool) -> 
     batch they wait for each official's PIN again. Those that fail again stay failed
     (exit 1)."""
     app = ctx.kyso
-    count = reorg.retry(app.authority, batch_id, actor=cli_actor())
-    click.echo(f"batch {batch_id}: {count} failed certificate(s) to try again", err=as_json)
+    retried = reorg.retry(app.authority, batch_id, actor=cli_actor())
+    click.echo(f"batch {batch_id}: {retried.items} failed certificate(s) to try again",
+               err=as_json)
     sys.stdout.flush()
-    if not reorg.summary(app.authority, batch_id).rekey:
+    if not retried.rekey:
         _run_with_progress(app, batch_id, chunk_size, quiet=as_json)
     view = reorg.show(app.authority, batch_id)
     if as_json:

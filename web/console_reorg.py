@@ -370,10 +370,10 @@ def retry(batch_id: str) -> Response:
         return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
     actor = _actor()
     try:
-        reorg.retry(get_kyso().authority, number, actor=actor)
+        retried = reorg.retry(get_kyso().authority, number, actor=actor)
     except (InvalidRequest, StateConflict) as exc:
         return error_response(409, exc.code, gettext(
             "There is nothing to retry in this batch now (%(detail)s).", detail=exc.message))
-    if not reorg.summary(get_kyso().authority, number).rekey:
+    if not retried.rekey:  # a --rekey batch waits for its officials' PINs
         _launch(number, actor)
     return cast(Response, redirect(url_for("reorg.batch", batch_id=number), 303))
